@@ -1,0 +1,52 @@
+# Installs what the build and the tests need when it is missing; sourced by serve.sh and test.sh.
+# Each step is skipped when its result is already there, so a warm machine pays nothing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+say() { printf '\033[1m[blindspot]\033[0m %s\n' "$*" >&2; }
+
+ensure_wasm_target() {
+  rustup target list --installed | grep -qx wasm32-unknown-unknown \
+    || { say "adding the wasm32-unknown-unknown target"; rustup target add wasm32-unknown-unknown; }
+}
+
+# The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock, to the patch version.
+ensure_wasm_bindgen() {
+  local want have
+  want=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock")
+  have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+  if [ "$have" != "$want" ]; then
+    # --locked fails for 0.2.130 (its lockfile pins a crate the registry no longer serves).
+    say "installing wasm-bindgen-cli $want (about 11 minutes on 2 cores, once)"
+    cargo install wasm-bindgen-cli --version "$want" --force
+  fi
+}
+
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Debian's chromium for the browser tests"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
+ensure_npm() {
+  if [ ! -d "$ROOT/node_modules/playwright-core" ] \
+     || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
+    say "installing npm packages (npm ci)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund)
+  fi
+}
+
+# Release wasm (fat LTO: `cargo rustc --crate-type cdylib` overrides the rlib that would drop it)
+# plus the wasm-bindgen glue in pkg/.
+build_wasm() {
+  ensure_wasm_target
+  ensure_wasm_bindgen
+  say "building the wasm (release; a cold build takes several minutes)"
+  (cd "$ROOT" && cargo rustc --lib --release --target wasm32-unknown-unknown --crate-type cdylib)
+  wasm-bindgen "$ROOT/target/wasm32-unknown-unknown/release/blindspot.wasm" \
+    --out-dir "$ROOT/pkg" --target web --no-typescript --remove-name-section
+  say "pkg/blindspot_bg.wasm: $(stat -c %s "$ROOT/pkg/blindspot_bg.wasm") bytes"
+}

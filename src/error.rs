@@ -1,0 +1,47 @@
+//! Errors a person can act on: what went wrong, in words, naming the node, op or shape involved.
+
+use std::fmt;
+
+/// Everything the core can refuse, each with a message meant for the page and the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The bytes are not a readable ONNX model (empty, truncated, another format).
+    NotOnnx(String),
+    /// The model has operators tract cannot run: `(op, node)` pairs.
+    UnsupportedOps(Vec<(String, String)>),
+    /// The graph parsed but cannot be used as an image classifier (inputs, outputs, shapes).
+    Model(String),
+    /// A caller handed in an input that does not fit the model (size, values).
+    Input(String),
+    /// A data file (digit pack, image, .npy) could not be read.
+    Data(String),
+    /// Evaluation failed inside the engine.
+    Run(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotOnnx(why) => write!(f, "not a readable ONNX model: {why}"),
+            Error::UnsupportedOps(ops) => {
+                write!(f, "the model uses operators blindspot cannot run: ")?;
+                let list: Vec<String> =
+                    ops.iter().map(|(op, node)| format!("{op} (node \"{node}\")")).collect();
+                write!(f, "{}", list.join(", "))
+            }
+            Error::Model(why) => write!(f, "cannot use this model: {why}"),
+            Error::Input(why) => write!(f, "bad input: {why}"),
+            Error::Data(why) => write!(f, "cannot read data: {why}"),
+            Error::Run(why) => write!(f, "evaluation failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The whole context chain of a tract error on one line, outermost first.
+pub(crate) fn chain(e: &tract_onnx::prelude::TractError) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}

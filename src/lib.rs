@@ -1,0 +1,12 @@
+//! blindspot: load ONNX classifiers, classify and probe them; the core shared by the CLI and the page.
+
+pub mod digits;
+pub mod error;
+pub mod image;
+pub mod model;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use digits::DigitPack;
+pub use error::{Error, Result};
+pub use model::{Classification, Classifier};

@@ -1,0 +1,151 @@
+//! The native CLI over the same core the page runs: `blindspot classify MODEL IMAGE...`.
+
+use std::process::ExitCode;
+
+use blindspot::{Classifier, Error, Result};
+
+const USAGE: &str = "\
+blindspot: adversarial examples and the intriguing properties of neural networks
+
+USAGE:
+    blindspot classify MODEL IMAGE... [--shape 1,1,28,28]
+
+    MODEL   an ONNX classifier (models/*.onnx)
+    IMAGE   a .png (greyscale or colour, averaged to grey) or a .npy of float32
+            pixels in [0,1] holding one model input
+    --shape the input shape, batch first (default: the shape the file declares)
+
+Prints one JSON line per image: {\"image\",\"label\",\"probabilities\",\"logits\"}.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("blindspot: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let (command, rest) = match args.split_first() {
+        Some((c, rest)) if c != "-h" && c != "--help" => (c.as_str(), rest),
+        _ => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+    };
+    let cli = Args::parse(rest)?;
+    match command {
+        "classify" => classify(&cli),
+        other => Err(Error::Input(format!("unknown command \"{other}\"\n\n{USAGE}"))),
+    }
+}
+
+/// Positional arguments and `--flag value` options, in any order.
+struct Args {
+    positional: Vec<String>,
+    options: Vec<(String, String)>,
+}
+
+impl Args {
+    fn parse(args: &[String]) -> Result<Args> {
+        let mut positional = vec![];
+        let mut options = vec![];
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if let Some(name) = a.strip_prefix("--") {
+                let value = it
+                    .next()
+                    .ok_or_else(|| Error::Input(format!("--{name} needs a value")))?;
+                options.push((name.to_string(), value.clone()));
+            } else {
+                positional.push(a.clone());
+            }
+        }
+        Ok(Args { positional, options })
+    }
+
+    fn option(&self, name: &str) -> Option<&str> {
+        self.options.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn refuse_unknown(&self, known: &[&str]) -> Result<()> {
+        match self.options.iter().find(|(n, _)| !known.contains(&n.as_str())) {
+            Some((n, _)) => Err(Error::Input(format!("unknown option --{n}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn read(path: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Data(format!("{path}: {e}")))
+}
+
+fn parse_shape(s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Input(format!("--shape \"{s}\" is not a list like 1,1,28,28")))
+}
+
+fn classify(args: &Args) -> Result<()> {
+    args.refuse_unknown(&["shape"])?;
+    let (model_path, images) = match args.positional.split_first() {
+        Some((m, images)) if !images.is_empty() => (m, images),
+        _ => return Err(Error::Input(format!("classify needs MODEL and IMAGE\n\n{USAGE}"))),
+    };
+    let shape = args.option("shape").map(parse_shape).transpose()?;
+    let model = Classifier::load(&read(model_path)?, shape.as_deref())?;
+    for path in images {
+        let pixels = load_image(path, model.image_len())?;
+        let c = model.classify(&pixels)?;
+        let line = serde_json::json!({
+            "image": path,
+            "label": c.label,
+            "probabilities": c.probabilities,
+            "logits": c.logits,
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Reads one model input from a .png or .npy file and checks its size.
+fn load_image(path: &str, expected: usize) -> Result<Vec<f32>> {
+    let lower = path.to_ascii_lowercase();
+    let pixels = if lower.ends_with(".npy") {
+        read_npy(path)?
+    } else if lower.ends_with(".png") {
+        let (w, h, pixels) = blindspot::image::decode_png_grey(&read(path)?)
+            .map_err(|e| Error::Data(format!("{path}: {e}")))?;
+        if w * h != expected {
+            return Err(Error::Input(format!(
+                "{path} is {w}x{h}; the model takes {expected} pixels (resize it first)"
+            )));
+        }
+        pixels
+    } else {
+        return Err(Error::Input(format!("{path}: give a .png or a .npy image")));
+    };
+    if pixels.len() != expected {
+        return Err(Error::Input(format!(
+            "{path} holds {} values; the model takes {expected}",
+            pixels.len()
+        )));
+    }
+    Ok(pixels)
+}
+
+fn read_npy(path: &str) -> Result<Vec<f32>> {
+    use ndarray::ArrayD;
+    use ndarray_npy::read_npy;
+    match read_npy::<_, ArrayD<f32>>(path) {
+        Ok(a) => Ok(a.iter().copied().collect()),
+        Err(e) => match read_npy::<_, ArrayD<f64>>(path) {
+            Ok(a) => Ok(a.iter().map(|&v| v as f32).collect()),
+            Err(_) => Err(Error::Data(format!("{path}: not a float32 .npy ({e})"))),
+        },
+    }
+}

@@ -1,0 +1,231 @@
+//! An ONNX classifier loaded through tract: decluttered for analysis, optimised for running.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+use tract_onnx::tract_hir::internal::DimLike;
+
+use crate::error::{chain, Error, Result};
+
+/// A loaded classifier: one float input of a fixed shape, class scores out.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    /// The decluttered typed graph: the form later analyses (gradients, layers) work on.
+    decluttered: TypedModel,
+    plan: Arc<TypedRunnableModel>,
+    input_shape: Vec<usize>,
+    classes: usize,
+}
+
+/// What a classifier says about one input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    pub label: usize,
+    pub logits: Vec<f32>,
+    pub probabilities: Vec<f32>,
+}
+
+impl Classifier {
+    /// Loads ONNX bytes. `input_shape` is the input fact from the model card (batch first);
+    /// `None` takes the shape declared in the file, with a symbolic batch set to 1.
+    pub fn load(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Classifier> {
+        if bytes.is_empty() {
+            return Err(Error::NotOnnx("the file is empty".into()));
+        }
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(|e| Error::NotOnnx(format!("the protobuf does not decode ({})", chain(&e))))?;
+        if proto.graph.is_none() {
+            return Err(Error::NotOnnx("the file holds no graph".into()));
+        }
+        let mut model = onnx
+            .model_for_proto_model(&proto)
+            .map_err(|e| Error::Model(format!("parsing the graph failed: {}", chain(&e))))?;
+        refuse_unsupported(&model)?;
+        let inputs = model.input_outlets().map_err(|e| Error::Model(chain(&e)))?.len();
+        if inputs != 1 {
+            return Err(Error::Model(format!("it has {inputs} inputs; an image classifier has one")));
+        }
+        let shape = match input_shape {
+            Some(s) => s.to_vec(),
+            None => declared_shape(&model)?,
+        };
+        if shape.iter().any(|&d| d == 0) {
+            return Err(Error::Model(format!("input shape {shape:?} has an empty dimension")));
+        }
+        model
+            .set_input_fact(0, f32::fact(&shape).into())
+            .map_err(|e| Error::Model(chain(&e)))?;
+        let typed = model.into_typed().map_err(|e| {
+            Error::Model(format!("input shape {shape:?} does not fit the graph: {}", chain(&e)))
+        })?;
+        let decluttered =
+            typed.into_decluttered().map_err(|e| Error::Model(format!("simplifying: {}", chain(&e))))?;
+        let classes = classes_of(&decluttered, shape[0])?;
+        let plan = decluttered
+            .clone()
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| Error::Model(format!("optimising: {}", chain(&e))))?;
+        Ok(Classifier { decluttered, plan, input_shape: shape, classes })
+    }
+
+    /// The input shape the model was loaded with, batch first.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// How many images one evaluation takes (the first dimension of the input).
+    pub fn batch(&self) -> usize {
+        self.input_shape[0]
+    }
+
+    /// Values per image: the input size over the batch.
+    pub fn image_len(&self) -> usize {
+        self.input_shape[1..].iter().product()
+    }
+
+    /// Number of classes the output scores.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// The decluttered typed graph.
+    pub fn graph(&self) -> &TypedModel {
+        &self.decluttered
+    }
+
+    /// Class scores (the model's raw output) for any number of images laid end to end.
+    /// Images are run `batch()` at a time; a short last batch is padded with zeros.
+    pub fn logits(&self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let per = self.image_len();
+        if images.is_empty() || images.len() % per != 0 {
+            return Err(Error::Input(format!(
+                "{} values do not make whole images of {} values (input shape {:?})",
+                images.len(),
+                per,
+                self.input_shape
+            )));
+        }
+        if let Some(bad) = images.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Input(format!("the input holds a non-finite value ({bad})")));
+        }
+        let batch = self.batch();
+        let mut out = Vec::with_capacity(images.len() / per);
+        for chunk in images.chunks(per * batch) {
+            let mut data = chunk.to_vec();
+            data.resize(per * batch, 0.0);
+            let input = Tensor::from_shape(&self.input_shape, &data)
+                .map_err(|e| Error::Input(chain(&e)))?;
+            let result = self.plan.run(tvec!(input.into())).map_err(|e| Error::Run(chain(&e)))?;
+            let scores = result[0].to_plain_array_view::<f32>().map_err(|e| Error::Run(chain(&e)))?;
+            let flat: Vec<f32> = scores.iter().copied().collect();
+            for row in flat.chunks(self.classes).take(chunk.len() / per) {
+                out.push(row.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Classifies one image of `image_len()` values.
+    pub fn classify(&self, image: &[f32]) -> Result<Classification> {
+        if image.len() != self.image_len() {
+            return Err(Error::Input(format!(
+                "the image has {} values but the model takes {} (shape {:?})",
+                image.len(),
+                self.image_len(),
+                &self.input_shape[1..]
+            )));
+        }
+        let logits = self.logits(image)?.remove(0);
+        Ok(Classification::from_logits(logits))
+    }
+}
+
+impl Classification {
+    /// Softmax and argmax of class scores.
+    pub fn from_logits(logits: Vec<f32>) -> Classification {
+        let probabilities = softmax(&logits);
+        let label = argmax(&logits);
+        Classification { label, logits, probabilities }
+    }
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Numerically stable softmax, summed in f64.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exps: Vec<f64> = logits.iter().map(|&z| (z as f64 - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| (e / sum) as f32).collect()
+}
+
+/// Names every node whose op tract does not know, before any typing is attempted.
+fn refuse_unsupported(model: &InferenceModel) -> Result<()> {
+    let ops: Vec<(String, String)> = model
+        .nodes()
+        .iter()
+        .filter_map(|n| {
+            let name = n.op.name();
+            name.strip_prefix("Unimplemented(")
+                .and_then(|s| s.strip_suffix(')'))
+                .map(|op| (op.to_string(), n.name.clone()))
+        })
+        .collect();
+    if ops.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedOps(ops))
+    }
+}
+
+/// The input shape the file declares, a symbolic leading (batch) dimension taken as 1.
+fn declared_shape(model: &InferenceModel) -> Result<Vec<usize>> {
+    let fact = model.input_fact(0).map_err(|e| Error::Model(chain(&e)))?;
+    let rank = fact.shape.rank().concretize().ok_or_else(|| {
+        Error::Model("the input's rank is not declared; give its shape explicitly".into())
+    })?;
+    let mut shape = Vec::with_capacity(rank as usize);
+    for (axis, dim) in fact.shape.dims().enumerate() {
+        let concrete = dim.concretize().and_then(|d| d.to_usize().ok());
+        match concrete {
+            Some(d) => shape.push(d),
+            None if axis == 0 => shape.push(1),
+            None => {
+                return Err(Error::Model(format!(
+                    "input dimension {axis} is not fixed in the file; give the input shape explicitly"
+                )))
+            }
+        }
+    }
+    Ok(shape)
+}
+
+/// Class count from the first output: `[batch, k]` or `[k]`.
+fn classes_of(model: &TypedModel, batch: usize) -> Result<usize> {
+    let fact = model.output_fact(0).map_err(|e| Error::Model(chain(&e)))?;
+    let dims: Option<Vec<usize>> = fact.shape.as_concrete().map(|d| d.to_vec());
+    let dims = dims.ok_or_else(|| Error::Model("the output shape is not fixed".into()))?;
+    if fact.datum_type != f32::datum_type() {
+        return Err(Error::Model(format!("the output is {:?}, not float32 scores", fact.datum_type)));
+    }
+    let total: usize = dims.iter().product();
+    if total == 0 || total % batch != 0 || dims.first() != Some(&batch) && batch != 1 {
+        return Err(Error::Model(format!(
+            "the output shape {dims:?} is not one score vector per image (batch {batch})"
+        )));
+    }
+    Ok(total / batch)
+}

@@ -1,0 +1,86 @@
+//! The thin `#[wasm_bindgen]` facade the page's worker calls; all logic lives in the core.
+
+use std::cell::RefCell;
+
+use wasm_bindgen::prelude::*;
+
+use crate::{Classification, Classifier};
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs a panic hook that keeps the message, so the worker can report it after the trap.
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.to_string();
+        web_sys::console::error_1(&JsValue::from_str(&message));
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(message));
+    }));
+}
+
+/// The message of the last panic, if the module trapped on one.
+#[wasm_bindgen(js_name = lastPanic)]
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.with(|p| p.borrow().clone())
+}
+
+fn js_error(e: crate::Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// A loaded classifier.
+#[wasm_bindgen]
+pub struct Model {
+    inner: Classifier,
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Loads ONNX bytes; `shape` is the input shape from the model card, or undefined to use the
+    /// shape the file declares.
+    #[wasm_bindgen(constructor)]
+    pub fn new(bytes: &[u8], shape: Option<Vec<u32>>) -> Result<Model, JsError> {
+        let shape: Option<Vec<usize>> = shape.map(|s| s.into_iter().map(|d| d as usize).collect());
+        let inner = Classifier::load(bytes, shape.as_deref()).map_err(js_error)?;
+        Ok(Model { inner })
+    }
+
+    #[wasm_bindgen(getter, js_name = inputShape)]
+    pub fn input_shape(&self) -> Vec<u32> {
+        self.inner.input_shape().iter().map(|&d| d as u32).collect()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+
+    /// Classifies one image of pixels in [0,1].
+    pub fn classify(&self, pixels: &[f32]) -> Result<Prediction, JsError> {
+        self.inner.classify(pixels).map(Prediction).map_err(js_error)
+    }
+}
+
+/// The model's answer for one image.
+#[wasm_bindgen]
+pub struct Prediction(Classification);
+
+#[wasm_bindgen]
+impl Prediction {
+    #[wasm_bindgen(getter)]
+    pub fn label(&self) -> usize {
+        self.0.label
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn probabilities(&self) -> Vec<f32> {
+        self.0.probabilities.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn logits(&self) -> Vec<f32> {
+        self.0.logits.clone()
+    }
+}

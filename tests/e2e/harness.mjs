@@ -1,0 +1,81 @@
+// Shared set-up for the browser tests: the site on 127.0.0.1, Debian's Chromium, the native CLI.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serve } from '../../scripts/serve.mjs';
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
+export const SHOTS = join(ROOT, 'test-results');
+
+/** Starts the server and a fresh headless Chromium; returns { base, context, close }. */
+export async function launch() {
+  const server = await serve(ROOT, 0);
+  const base = `http://127.0.0.1:${server.address().port}/`;
+  const profile = mkdtempSync(join(tmpdir(), 'blindspot-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+  });
+  return {
+    base, context,
+    async close() {
+      await context.close();
+      await new Promise((ok) => server.close(ok));
+    },
+  };
+}
+
+/** A new page that records uncaught errors and console errors. */
+export async function openPage(context, url) {
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && page.problems.push(`console: ${m.text()}`));
+  await page.goto(url);
+  return page;
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, name), fullPage: true });
+}
+
+/** The digit pack as the Rust core reads it. */
+export function readPack(name) {
+  const b = readFileSync(join(ROOT, 'models/data', name));
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const [count, rows, cols] = [8, 12, 16].map((o) => v.getUint32(o, true));
+  const size = rows * cols;
+  return {
+    count, labels: b.subarray(20, 20 + count),
+    input: (i) => Float32Array.from(b.subarray(20 + count + i * size, 20 + count + (i + 1) * size), (x) => x / 255),
+  };
+}
+
+/** Writes a float32 .npy of the given shape. */
+export function writeNpy(path, data, shape) {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  const pad = 64 - ((10 + header.length + 1) % 64);
+  header += ' '.repeat(pad % 64) + '\n';
+  const head = Buffer.alloc(10);
+  head.write('\x93NUMPY', 0, 'latin1');
+  head[6] = 1; head[7] = 0;
+  head.writeUInt16LE(header.length, 8);
+  writeFileSync(path, Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
+}
+
+/** Runs the native CLI (built on demand) and returns its stdout. */
+export function cli(...args) {
+  execFileSync('cargo', ['build', '--quiet', '--bin', 'blindspot'], { cwd: ROOT, stdio: 'inherit' });
+  return execFileSync(join(ROOT, 'target/debug/blindspot'), args, { cwd: ROOT, encoding: 'utf8' });
+}
+
+export function tempDir() {
+  return mkdtempSync(join(tmpdir(), 'blindspot-test-'));
+}

@@ -1,0 +1,87 @@
+//! Bad models and bad inputs are refused with messages that say what is wrong.
+
+use blindspot::{Classifier, Error};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn load_err(bytes: &[u8], shape: Option<&[usize]>) -> Error {
+    Classifier::load(bytes, shape).expect_err("the model should have been refused")
+}
+
+#[test]
+fn empty_file_is_refused() {
+    assert_eq!(load_err(&[], None), Error::NotOnnx("the file is empty".into()));
+}
+
+#[test]
+fn garbage_is_not_onnx() {
+    let e = load_err(b"\x89PNG\r\n\x1a\n this is an image, not a model", None);
+    assert!(matches!(e, Error::NotOnnx(_)), "{e}");
+    assert!(e.to_string().starts_with("not a readable ONNX model"), "{e}");
+}
+
+#[test]
+fn truncated_model_is_refused() {
+    let bytes = fixture("tiny-linear.onnx");
+    for cut in [10, bytes.len() / 2, bytes.len() - 3] {
+        let e = load_err(&bytes[..cut], None);
+        assert!(matches!(e, Error::NotOnnx(_) | Error::Model(_)), "cut at {cut}: {e}");
+    }
+}
+
+#[test]
+fn unsupported_op_is_named_with_its_node() {
+    let e = load_err(&fixture("unsupported-op.onnx"), None);
+    assert_eq!(e, Error::UnsupportedOps(vec![("FancyWarp".into(), "warp_layer".into())]));
+    assert_eq!(
+        e.to_string(),
+        "the model uses operators blindspot cannot run: FancyWarp (node \"warp_layer\")"
+    );
+}
+
+#[test]
+fn two_inputs_are_refused() {
+    let e = load_err(&fixture("two-inputs.onnx"), None);
+    assert_eq!(e, Error::Model("it has 2 inputs; an image classifier has one".into()));
+}
+
+#[test]
+fn wrong_input_shape_is_refused() {
+    let e = load_err(&fixture("tiny-linear.onnx"), Some(&[1, 3, 28, 28]));
+    assert!(e.to_string().contains("input shape [1, 3, 28, 28] does not fit the graph"), "{e}");
+}
+
+#[test]
+fn declared_shape_with_symbolic_batch_loads_as_one_image() {
+    let model = Classifier::load(&fixture("tiny-linear.onnx"), None).unwrap();
+    assert_eq!(model.input_shape(), &[1, 1, 28, 28]);
+    assert_eq!(model.classes(), 10);
+}
+
+#[test]
+fn wrong_image_size_and_non_finite_pixels_are_refused() {
+    let model = Classifier::load(&fixture("tiny-linear.onnx"), None).unwrap();
+    let e = model.classify(&[0.5; 100]).unwrap_err();
+    assert!(e.to_string().contains("the image has 100 values but the model takes 784"), "{e}");
+    let mut nan = vec![0.0; 784];
+    nan[5] = f32::NAN;
+    assert!(model.classify(&nan).unwrap_err().to_string().contains("non-finite"));
+}
+
+#[test]
+fn batched_logits_equal_one_at_a_time() {
+    let bytes = fixture("tiny-linear.onnx");
+    let single = Classifier::load(&bytes, None).unwrap();
+    let batched = Classifier::load(&bytes, Some(&[4, 1, 28, 28])).unwrap();
+    let images: Vec<f32> = (0..784 * 6).map(|i| ((i * 37) % 255) as f32 / 255.0).collect();
+    let all = batched.logits(&images).unwrap();
+    assert_eq!(all.len(), 6, "a short last batch is padded, and the padding dropped");
+    for (k, row) in all.iter().enumerate() {
+        let one = single.classify(&images[k * 784..(k + 1) * 784]).unwrap();
+        for (a, b) in row.iter().zip(&one.logits) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "image {k}: {a} vs {b}");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+"""Builds the small, deliberately broken ONNX files the tests feed to blindspot.
+
+Run: python3 tools/make_fixtures.py   (writes tests/fixtures/*.onnx; needs the onnx package)
+"""
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
+
+
+def image_input(name="input"):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1, 28, 28])
+
+
+def save(graph, name):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(OUT, name))
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((784, 10)).astype(np.float32), "w")
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])
+
+    # An operator no ONNX runtime knows, between two ordinary ones.
+    save(helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),
+         helper.make_node("FancyWarp", ["flat"], ["warped"], name="warp_layer"),
+         helper.make_node("MatMul", ["warped", "w"], ["logits"], name="dense")],
+        "unsupported_op", [image_input()], [logits], [w]), "unsupported-op.onnx")
+
+    # Two image inputs added together: not a single-input classifier.
+    save(helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["sum"], name="add"),
+         helper.make_node("Flatten", ["sum"], ["flat"], name="flatten", axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
+        "two_inputs", [image_input("a"), image_input("b")], [logits], [w]), "two-inputs.onnx")
+
+    # A valid tiny softmax regression (784 -> 10), for shape checks.
+    save(helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
+        "tiny_linear", [image_input()], [logits], [w]), "tiny-linear.onnx")
+
+
+if __name__ == "__main__":
+    main()

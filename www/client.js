@@ -1,0 +1,56 @@
+// The page's side of the worker: each request a Promise; a crashed worker is replaced.
+
+export class LabWorker {
+  constructor(url = new URL('./worker.js', import.meta.url)) {
+    this.url = url;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.loaded = new Set();
+    this.start();
+  }
+
+  start() {
+    this.worker = new Worker(this.url, { type: 'module' });
+    this.worker.onmessage = ({ data }) => {
+      const request = this.pending.get(data.id);
+      if (!request) return;
+      this.pending.delete(data.id);
+      if (data.fatal) this.restart();
+      if (data.error !== undefined) request.reject(new Error(data.error));
+      else request.resolve(data.result);
+    };
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      const message = `the worker failed: ${event.message || 'could not start (is pkg/ built?)'}`;
+      for (const r of this.pending.values()) r.reject(new Error(message));
+      this.pending.clear();
+      this.restart();
+    };
+  }
+
+  restart() {
+    this.worker.terminate();
+    this.loaded.clear();
+    this.start();
+  }
+
+  call(op, payload = {}, transfer = []) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, ...payload }, transfer);
+    });
+  }
+
+  /** Loads ONNX bytes under `key`; resolves to { inputShape, classes }. */
+  async load(key, bytes, shape) {
+    const info = await this.call('load', { key, bytes, shape }, [bytes]);
+    this.loaded.add(key);
+    return info;
+  }
+
+  /** Classifies pixels in [0,1]; resolves to { label, probabilities, logits }. */
+  classify(key, pixels) {
+    return this.call('classify', { key, pixels });
+  }
+}
