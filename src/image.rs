@@ -1,7 +1,5 @@
 //! Pixel helpers: bytes to [0,1] model input, PNG decoding to the model's grey input.
 
-use crate::error::{Error, Result};
-
 /// Bytes 0..=255 to pixels in [0,1] (value / 255, as the models were trained).
 pub fn unit_pixels(bytes: &[u8]) -> Vec<f32> {
     bytes.iter().map(|&b| b as f32 / 255.0).collect()
@@ -10,7 +8,8 @@ pub fn unit_pixels(bytes: &[u8]) -> Vec<f32> {
 /// Decodes a PNG into greyscale pixels in [0,1] (colour averaged, alpha ignored);
 /// returns `(width, height, pixels)`.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn decode_png_grey(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>)> {
+pub fn decode_png_grey(bytes: &[u8]) -> crate::Result<(usize, usize, Vec<f32>)> {
+    use crate::Error;
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|e| Error::Data(format!("not a PNG image: {e}")))?;

@@ -42,6 +42,7 @@ async function selectModel(id) {
   $('model').value = model.id;
   $('model-card').href = `models/${model.card}`;
   showError('');
+  for (const thumb of document.querySelectorAll('.thumb.wrong')) thumb.classList.remove('wrong');
   setStatus(`loading ${model.file}…`);
   document.body.dataset.modelState = 'loading';
   remember();
@@ -71,7 +72,10 @@ async function selectModel(id) {
 function clearPrediction() {
   $('predicted').textContent = '–';
   $('confidence').textContent = '';
-  $('bars').replaceChildren();
+  const note = document.createElement('li');
+  note.className = 'empty';
+  note.textContent = 'No model is loaded. Pick another model above.';
+  $('bars').replaceChildren(note);
   delete $('prediction').dataset.label;
 }
 

@@ -45,8 +45,10 @@ test('20 digits classified in the page equal the native CLI (labels, probabiliti
       assert.ok(d <= 1e-5, `digit ${i}, class ${k}: ${ours.probabilities[k]} vs ${native[i].probabilities[k]}`);
     }
   }
-  // The CNN gets these 20 right (its card: about 1% test error; none of the first 20 is hard).
-  assert.deepEqual(native.map((n) => n.label), Array.from(pack.labels.subarray(0, 20)));
+  // A sanity check on the engine itself: the CNN (0.87% test error) misreads at most one of these
+  // (test digit 18, a 3 with an open top, it reads as a 5).
+  const right = native.filter((n, i) => n.label === pack.labels[i]).length;
+  assert.ok(right >= 19, `only ${right} of the first 20 test digits classified correctly`);
   console.log(`worst probability difference page vs CLI: ${worst.toExponential(2)}`);
   assert.equal(await page.textContent('#predicted'), String(native[19].label));
   await screenshot(page, 'classify-desktop.png');
@@ -82,6 +84,8 @@ test('a model that fails to load shows its error, and the page keeps working', a
   await page.selectOption('#model', 'fc10-1');
   await page.waitForSelector('body[data-model-state="error"]');
   assert.match(await page.textContent('#error'), /could not be loaded: not a readable ONNX model/);
+  assert.equal(await page.locator('.thumb.wrong').count(), 0, 'no marks left from the previous model');
+  assert.equal(await page.textContent('#predicted'), '–');
   await screenshot(page, 'load-error.png');
 
   await page.selectOption('#model', 'fc10-1e-2');
