@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Write the MNIST test digits as blindspot digit packs (the static files the page loads).
+
+    python3 tools/pack_digits.py            # after tools/fetch_mnist.sh
+
+Writes models/data/mnist-test-10k.bin (all 10,000 test digits, original order) and
+models/data/mnist-test-1k.bin (the first 1,000 of them).
+
+Format (all integers little-endian):
+    bytes 0-3   ASCII magic "BSDG"
+    u32         version = 1
+    u32         count
+    u32         rows (28)
+    u32         cols (28)
+    count bytes             labels (0-9)
+    count*rows*cols bytes   pixels, uint8, row-major per image, images in order
+"""
+import os
+import struct
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mnist_io import load_raw  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "models", "data")
+MAGIC = b"BSDG"
+VERSION = 1
+
+
+def pack(images, labels):
+    n, rows, cols = images.shape
+    head = MAGIC + struct.pack("<IIII", VERSION, n, rows, cols)
+    return head + labels.astype(np.uint8).tobytes() + images.astype(np.uint8).tobytes()
+
+
+def unpack(data):
+    if data[:4] != MAGIC:
+        raise ValueError("bad magic")
+    version, n, rows, cols = struct.unpack("<IIII", data[4:20])
+    if version != VERSION or len(data) != 20 + n + n * rows * cols:
+        raise ValueError("bad version or size")
+    labels = np.frombuffer(data, np.uint8, n, 20)
+    images = np.frombuffer(data, np.uint8, n * rows * cols, 20 + n).reshape(n, rows, cols)
+    return images, labels
+
+
+def main():
+    images, labels = load_raw("test")
+    assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
+    os.makedirs(OUT, exist_ok=True)
+    for name, k in (("mnist-test-10k.bin", 10000), ("mnist-test-1k.bin", 1000)):
+        data = pack(images[:k], labels[:k])
+        path = os.path.join(OUT, name)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        im2, lb2 = unpack(open(path, "rb").read())
+        assert np.array_equal(im2, images[:k]) and np.array_equal(lb2, labels[:k])
+        print(f"wrote {os.path.relpath(path, ROOT)}: {k} digits, {len(data)} bytes, "
+              f"label counts {np.bincount(lb2, minlength=10).tolist()}")
+
+
+if __name__ == "__main__":
+    main()
