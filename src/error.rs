@@ -9,6 +9,8 @@ pub enum Error {
     NotOnnx(String),
     /// The model has operators tract cannot run: `(op, node)` pairs.
     UnsupportedOps(Vec<(String, String)>),
+    /// Ops on the path from input to objective that have no gradient rule: `(op, node)` pairs.
+    NoGradient(Vec<(String, String)>),
     /// The graph parsed but cannot be used as an image classifier (inputs, outputs, shapes).
     Model(String),
     /// A caller handed in an input that does not fit the model (size, values).
@@ -27,6 +29,12 @@ impl fmt::Display for Error {
             Error::NotOnnx(why) => write!(f, "not a readable ONNX model: {why}"),
             Error::UnsupportedOps(ops) => {
                 write!(f, "the model uses operators blindspot cannot run: ")?;
+                let list: Vec<String> =
+                    ops.iter().map(|(op, node)| format!("{op} (node \"{node}\")")).collect();
+                write!(f, "{}", list.join(", "))
+            }
+            Error::NoGradient(ops) => {
+                write!(f, "blindspot has no gradient rule for: ")?;
                 let list: Vec<String> =
                     ops.iter().map(|(op, node)| format!("{op} (node \"{node}\")")).collect();
                 write!(f, "{}", list.join(", "))

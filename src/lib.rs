@@ -2,6 +2,7 @@
 
 pub mod digits;
 pub mod error;
+pub mod grad;
 pub mod image;
 pub mod model;
 #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,180 @@
+//! Reverse-mode input gradients over tract: a TypedModel that returns the objective, the logits and
+//! d objective / d input, built from the decluttered forward graph and then optimised by tract.
+
+pub mod check;
+pub mod objective;
+pub mod rules;
+mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tract_onnx::tract_core::internal::*;
+
+pub use objective::Objective;
+pub use wire::Backward;
+
+use crate::error::{chain, Error, Result};
+
+/// The gradient graph of one classifier and objective, ready to run.
+#[derive(Debug, Clone)]
+pub struct GradientModel {
+    /// The graph before tract's optimiser: forward, objective and backward nodes.
+    graph: TypedModel,
+    plan: Arc<TypedRunnableModel>,
+    input_shape: Vec<usize>,
+    parameter_shape: Vec<usize>,
+}
+
+/// One evaluation: the objective, the class scores and the objective's gradient at the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub objective: f32,
+    pub logits: Vec<f32>,
+    pub gradient: Vec<f32>,
+}
+
+impl GradientModel {
+    /// Builds the gradient graph of `forward` (a decluttered single-input model whose first output
+    /// holds the logits) for `objective`. Refuses, naming op and node, any op without a rule.
+    pub fn build(forward: &TypedModel, objective: &Objective) -> Result<GradientModel> {
+        let graph = build_graph(forward, objective)?;
+        let input_shape = concrete_shape(&graph, graph.input_outlets().map_err(model_err)?[0])?;
+        let parameter_shape = concrete_shape(&graph, graph.input_outlets().map_err(model_err)?[1])?;
+        let plan = graph
+            .clone()
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| Error::Model(format!("optimising the gradient graph: {}", chain(&e))))?;
+        Ok(GradientModel { graph, plan, input_shape, parameter_shape })
+    }
+
+    /// The unoptimised gradient graph (forward, objective and backward nodes).
+    pub fn graph(&self) -> &TypedModel {
+        &self.graph
+    }
+
+    /// Evaluates at `input` (the model's whole input tensor) with the objective's parameter
+    /// (a one-hot target for `ce`/`margin`, the direction v for a projection).
+    pub fn evaluate(&self, input: &[f32], parameter: &[f32]) -> Result<Evaluation> {
+        let x = tensor(&self.input_shape, input, "input")?;
+        let p = tensor(&self.parameter_shape, parameter, "objective parameter")?;
+        let out = self.plan.run(tvec!(x.into(), p.into())).map_err(|e| Error::Run(chain(&e)))?;
+        let flat = |i: usize| -> Result<Vec<f32>> {
+            Ok(out[i]
+                .to_plain_array_view::<f32>()
+                .map_err(|e| Error::Run(chain(&e)))?
+                .iter()
+                .copied()
+                .collect())
+        };
+        Ok(Evaluation { objective: flat(0)?[0], logits: flat(1)?, gradient: flat(2)? })
+    }
+
+    /// The objective's parameter shape (the logits' shape for `ce`/`margin`).
+    pub fn parameter_shape(&self) -> &[usize] {
+        &self.parameter_shape
+    }
+}
+
+fn model_err(e: TractError) -> Error {
+    Error::Model(chain(&e))
+}
+
+fn tensor(shape: &[usize], data: &[f32], what: &str) -> Result<Tensor> {
+    let expected: usize = shape.iter().product();
+    if data.len() != expected {
+        return Err(Error::Input(format!(
+            "the {what} has {} values; shape {shape:?} takes {expected}",
+            data.len()
+        )));
+    }
+    if data.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Input(format!("the {what} holds a non-finite value")));
+    }
+    Tensor::from_shape(shape, data).map_err(|e| Error::Input(chain(&e)))
+}
+
+fn concrete_shape(model: &TypedModel, outlet: OutletId) -> Result<Vec<usize>> {
+    let fact = model.outlet_fact(outlet).map_err(model_err)?;
+    fact.shape
+        .as_concrete()
+        .map(|s| s.to_vec())
+        .ok_or_else(|| Error::Model(format!("the shape {:?} is not fixed", fact.shape)))
+}
+
+/// Nodes on a path from `from` to any of `to`: only these need a backward pass.
+fn on_path(model: &TypedModel, from: usize, to: &[usize]) -> HashSet<usize> {
+    let mut below = HashSet::from([from]);
+    for n in model.eval_order().unwrap_or_default() {
+        if model.node(n).inputs.iter().any(|i| below.contains(&i.node)) {
+            below.insert(n);
+        }
+    }
+    let mut above: HashSet<usize> = to.iter().copied().collect();
+    let mut stack: Vec<usize> = to.to_vec();
+    while let Some(n) = stack.pop() {
+        for i in &model.node(n).inputs {
+            if above.insert(i.node) {
+                stack.push(i.node);
+            }
+        }
+    }
+    below.intersection(&above).copied().collect()
+}
+
+/// Forward graph + objective + one reverse loop over the nodes, gradients keyed by outlet.
+fn build_graph(forward: &TypedModel, objective: &Objective) -> Result<TypedModel> {
+    let input = forward.input_outlets().map_err(model_err)?[0];
+    let logits = forward.output_outlets().map_err(model_err)?[0];
+    let mut b = Backward::new(forward.clone());
+    let seeded = objective.wire(&mut b, logits).map_err(|e| match e.downcast::<Error>() {
+        Ok(e) => e,
+        Err(e) => Error::Model(format!("wiring the objective: {}", chain(&e))),
+    })?;
+    let path = on_path(forward, input.node, &[seeded.seed_at.node]);
+    let order = forward.eval_order().map_err(model_err)?;
+    let missing: Vec<(String, String)> = order
+        .iter()
+        .filter(|n| path.contains(n) && **n != input.node)
+        .map(|&n| forward.node(n))
+        .filter(|node| !rules::has_rule(node))
+        .map(|node| (node.op.name().to_string(), node.name.clone()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::NoGradient(missing));
+    }
+    let mut grads: HashMap<OutletId, OutletId> = HashMap::from([(seeded.seed_at, seeded.seed)]);
+    for &n in order.iter().rev() {
+        if !path.contains(&n) || n == input.node {
+            continue;
+        }
+        let node = forward.node(n);
+        let dys: TVec<Option<OutletId>> =
+            (0..node.outputs.len()).map(|slot| grads.get(&OutletId::new(n, slot)).copied()).collect();
+        if dys.iter().all(Option::is_none) {
+            continue;
+        }
+        let wanted: TVec<bool> = node.inputs.iter().map(|i| path.contains(&i.node)).collect();
+        let dxs = rules::vjp(&mut b, node, &dys, &wanted).map_err(|e| {
+            Error::Model(format!("gradient of {} (node \"{}\"): {}", node.op.name(), node.name, chain(&e)))
+        })?;
+        for ((inlet, dx), want) in node.inputs.iter().zip(dxs).zip(&wanted) {
+            let Some(dx) = dx.filter(|_| *want) else { continue };
+            let total = match grads.get(inlet) {
+                Some(&previous) => b.add(&format!("{}.acc", node.name), previous, dx),
+                None => Ok(dx),
+            }
+            .map_err(model_err)?;
+            grads.insert(*inlet, total);
+        }
+    }
+    let dx = match grads.get(&input) {
+        Some(&g) => g,
+        None => b.zeros_like("grad.input.zero", input).map_err(model_err)?,
+    };
+    let mut model = b.into_model();
+    model.select_output_outlets(&[seeded.objective, logits, dx]).map_err(model_err)?;
+    model.declutter().map_err(|e| Error::Model(format!("simplifying the gradient graph: {}", chain(&e))))?;
+    Ok(model)
+}

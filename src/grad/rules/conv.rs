@@ -1,0 +1,117 @@
+//! Convolution: the input gradient is the transposed convolution (tract's Deconv) of the same kernel.
+
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::cnn::{Conv, Deconv, KernelFormat, PaddingSpec, PoolSpec};
+
+use super::{Backward, Grads};
+
+pub fn handles(node: &TypedNode) -> bool {
+    node.op_as::<Conv>().is_some_and(|c| c.q_params.is_none() && c.kernel_fmt == KernelFormat::OIHW)
+}
+
+/// Explicit padding, strides, dilations and groups all carry over; `adjustments` recover the
+/// input rows a strided convolution never reached.
+pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
+    let conv = node.op_as::<Conv>().unwrap();
+    ensure!(!wanted[1..].iter().any(|w| *w), "gradients flow to the input only; the kernel must be a constant");
+    let n = node.name.as_str();
+    let spec = &conv.pool_spec;
+    let x_shape = b.shape(node.inputs[0])?;
+    let dy_shape = b.shape(dy)?;
+    let x_geo = spec.data_format.shape(x_shape.clone())?;
+    let y_geo = spec.data_format.shape(dy_shape)?;
+    let padded = spec.computed_padding(x_geo.hw_dims());
+    let (strides, dilations) = (spec.strides(), spec.dilations());
+    let mut adjustments = tvec!();
+    for (axis, pad) in padded.iter().enumerate() {
+        let k = spec.kernel_shape[axis];
+        let reached = (y_geo.hw_dims()[axis] - 1) * strides[axis] + dilations[axis] * (k - 1) + 1;
+        adjustments.push(x_geo.hw_dims()[axis] + pad.pad_before + pad.pad_after - reached);
+    }
+    let padding = PaddingSpec::Explicit(
+        padded.iter().map(|p| p.pad_before).collect(),
+        padded.iter().map(|p| p.pad_after).collect(),
+    );
+    let (ci, co, g) = (spec.input_channels, spec.output_channels, conv.group);
+    let deconv_spec = PoolSpec { padding, input_channels: co, output_channels: ci, ..spec.clone() };
+    // Deconv wants [out, in/group, h, w] of its own: regroup [co, ci/g, ..] to [ci, co/g, ..].
+    let kernel = node.inputs[1];
+    let split = b.wire(n, AxisOp::Reshape(0, tvec!(co.to_dim()), tvec!(g.to_dim(), (co / g).to_dim())), &[kernel])?;
+    let moved = b.wire(n, AxisOp::Move(1, 2), &[split])?;
+    let regrouped = b.wire(n, AxisOp::Reshape(0, tvec!(g.to_dim(), (ci / g).to_dim()), tvec!(ci.to_dim())), &[moved])?;
+    let zero = b.konst(n, Tensor::zero_scalar::<f32>()?)?;
+    let deconv = Deconv::new(deconv_spec, KernelFormat::OIHW, adjustments, g);
+    let dx = b.wire(n, deconv, &[dy, regrouped, zero])?;
+    let mut grads = tvec!(Some(dx));
+    grads.extend(node.inputs[1..].iter().map(|_| None));
+    Ok(grads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grad::check::{check_unary_graph, Rng};
+    use tract_onnx::tract_core::ops::cnn::conv::Conv;
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+
+    struct Case {
+        x: [usize; 4],
+        co: usize,
+        k: [usize; 2],
+        padding: PaddingSpec,
+        strides: [usize; 2],
+        dilations: [usize; 2],
+        group: usize,
+    }
+
+    fn check(case: Case) -> TractResult<()> {
+        let mut rng = Rng(31);
+        let ci = case.x[1];
+        let kshape = [case.co, ci / case.group, case.k[0], case.k[1]];
+        let kernel = tract_ndarray::ArrayD::from_shape_vec(kshape.to_vec(), rng.vec(kshape.iter().product()))?;
+        let bias = tract_ndarray::Array1::from_vec(rng.vec(case.co));
+        check_unary_graph(&case.x, &mut rng, |m, x| {
+            let k = m.add_const("kernel", kernel.into_tensor())?;
+            let bias = m.add_const("bias", bias.into_tensor())?;
+            let spec = PoolSpec::new(
+                DataFormat::NCHW,
+                case.k.iter().copied().collect(),
+                case.padding,
+                Some(case.dilations.iter().copied().collect()),
+                Some(case.strides.iter().copied().collect()),
+                ci,
+                case.co,
+            );
+            let conv = Conv { pool_spec: spec, kernel_fmt: KernelFormat::OIHW, group: case.group, q_params: None };
+            Ok(m.wire_node("conv", conv, &[x, k, bias])?[0])
+        })
+    }
+
+    fn plain() -> Case {
+        Case { x: [1, 2, 6, 5], co: 3, k: [3, 3], padding: PaddingSpec::Valid, strides: [1, 1], dilations: [1, 1], group: 1 }
+    }
+
+    #[test]
+    fn valid_and_same_padding() -> TractResult<()> {
+        check(plain())?;
+        check(Case { padding: PaddingSpec::SameUpper, ..plain() })
+    }
+
+    #[test]
+    fn asymmetric_padding_and_strides() -> TractResult<()> {
+        check(Case { padding: PaddingSpec::Explicit(tvec!(1, 0), tvec!(2, 1)), strides: [2, 2], ..plain() })?;
+        check(Case { x: [2, 2, 7, 8], strides: [2, 3], ..plain() })
+    }
+
+    #[test]
+    fn dilation() -> TractResult<()> {
+        check(Case { x: [1, 2, 9, 8], dilations: [2, 2], padding: PaddingSpec::Explicit(tvec!(2, 2), tvec!(2, 2)), ..plain() })
+    }
+
+    #[test]
+    fn groups_and_depthwise() -> TractResult<()> {
+        check(Case { x: [1, 4, 6, 6], co: 6, group: 2, ..plain() })?;
+        check(Case { x: [1, 3, 6, 6], co: 3, group: 3, padding: PaddingSpec::SameUpper, ..plain() })
+    }
+}
