@@ -11,6 +11,8 @@ use crate::error::{chain, Error, Result};
 /// A loaded classifier: one float input of a fixed shape, class scores out.
 #[derive(Debug, Clone)]
 pub struct Classifier {
+    /// The typed graph before simplification: it still carries every ONNX tensor name.
+    typed: TypedModel,
     /// The decluttered typed graph: the form later analyses (gradients, layers) work on.
     decluttered: TypedModel,
     plan: Arc<TypedRunnableModel>,
@@ -62,14 +64,14 @@ impl Classifier {
             Error::Model(format!("input shape {shape:?} does not fit the graph: {}", chain(&e)))
         })?;
         let decluttered =
-            typed.into_decluttered().map_err(|e| Error::Model(format!("simplifying: {}", chain(&e))))?;
+            typed.clone().into_decluttered().map_err(|e| Error::Model(format!("simplifying: {}", chain(&e))))?;
         let classes = classes_of(&decluttered, shape[0])?;
         let plan = decluttered
             .clone()
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| Error::Model(format!("optimising: {}", chain(&e))))?;
-        Ok(Classifier { decluttered, plan, input_shape: shape, classes })
+        Ok(Classifier { typed, decluttered, plan, input_shape: shape, classes })
     }
 
     /// The input shape the model was loaded with, batch first.
@@ -95,6 +97,33 @@ impl Classifier {
     /// The decluttered typed graph.
     pub fn graph(&self) -> &TypedModel {
         &self.decluttered
+    }
+
+    /// The gradient graph of `objective` over this model (see [`crate::grad`]).
+    pub fn gradient(&self, objective: &crate::grad::Objective) -> Result<crate::grad::GradientModel> {
+        match objective {
+            crate::grad::Objective::Projection { tensor } => {
+                let forward = self.with_probe(tensor)?;
+                crate::grad::GradientModel::build(&forward, objective)
+            }
+            _ => crate::grad::GradientModel::build(&self.decluttered, objective),
+        }
+    }
+
+    /// The decluttered graph with the tensor named `tensor` (ONNX name, or node name) kept as a
+    /// second output, so simplification cannot fold it away; it carries `tensor` as its label.
+    fn with_probe(&self, tensor: &str) -> Result<TypedModel> {
+        let mut model = self.typed.clone();
+        let outlet = model
+            .find_outlet_label(tensor)
+            .or_else(|| model.node_id_by_name(tensor).ok().map(|id| OutletId::new(id, 0)))
+            .ok_or_else(|| Error::Input(format!("the graph has no tensor named \"{tensor}\"")))?;
+        let logits = model.output_outlets().map_err(|e| Error::Model(chain(&e)))?[0];
+        model.select_output_outlets(&[logits, outlet]).map_err(|e| Error::Model(chain(&e)))?;
+        let mut model = model.into_decluttered().map_err(|e| Error::Model(chain(&e)))?;
+        let probe = model.output_outlets().map_err(|e| Error::Model(chain(&e)))?[1];
+        model.set_outlet_label(probe, tensor.to_string()).map_err(|e| Error::Model(chain(&e)))?;
+        Ok(model)
     }
 
     /// Class scores (the model's raw output) for any number of images laid end to end.

@@ -71,6 +71,22 @@ impl GradientModel {
         Ok(Evaluation { objective: flat(0)?[0], logits: flat(1)?, gradient: flat(2)? })
     }
 
+    /// The one-hot parameter of `ce` and `margin` for class `target`.
+    pub fn one_hot(&self, target: usize) -> Result<Vec<f32>> {
+        let len: usize = self.parameter_shape.iter().product();
+        if target >= len {
+            return Err(Error::Input(format!("target {target} is not a class (0..{})", len - 1)));
+        }
+        let mut t = vec![0.0; len];
+        t[target] = 1.0;
+        Ok(t)
+    }
+
+    /// The model's input shape.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
     /// The objective's parameter shape (the logits' shape for `ce`/`margin`).
     pub fn parameter_shape(&self) -> &[usize] {
         &self.parameter_shape

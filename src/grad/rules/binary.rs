@@ -89,17 +89,17 @@ mod tests {
             let c: Vec<f32> = rng.vec(cshape.iter().product()).into_iter().map(|v| domain(v) + 0.05).collect();
             let c = tract_ndarray::ArrayD::from_shape_vec(cshape.clone(), c)?.into_tensor();
             let c2 = c.clone();
-            check_graph(&shape, &mut rng, 1e-2, 2e-3, domain, |m, x| {
+            check_graph(&shape, &mut rng, 1e-6, 1e-4, domain, |m, x| {
                 let k = m.add_const("c", c)?;
                 Ok(m.wire_node("op", TypedBinOp(op(), None), &[x, k])?[0])
             })?;
-            check_graph(&shape, &mut rng, 1e-2, 2e-3, domain, |m, x| {
+            check_graph(&shape, &mut rng, 1e-6, 1e-4, domain, |m, x| {
                 let k = m.add_const("c", c2)?;
                 Ok(m.wire_node("op", TypedBinOp(op(), None), &[k, x])?[0])
             })?;
         }
         // both operands from the input: gradients of the two sides add up
-        check_graph(&[3, 4], &mut rng, 1e-2, 2e-3, domain, |m, x| {
+        check_graph(&[3, 4], &mut rng, 1e-6, 1e-4, domain, |m, x| {
             let e = m.wire_node("exp", math::exp(), &[x])?;
             Ok(m.wire_node("op", TypedBinOp(op(), None), &[x, e[0]])?[0])
         })
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn pow_by_a_constant_exponent() -> TractResult<()> {
         // tract declutters x^c with a constant c to an element-wise PowConst
-        check_graph(&[3, 4], &mut Rng(8), 1e-2, 2e-3, |v| 0.5 + v.abs(), |m, x| {
+        check_graph(&[3, 4], &mut Rng(8), 1e-6, 1e-4, |v| 0.5 + v.abs(), |m, x| {
             let c = m.add_const("c", tensor2(&[[1.7f32]]))?;
             Ok(m.wire_node("op", math::pow(), &[x, c])?[0])
         })
@@ -155,6 +155,10 @@ mod tests {
     fn relu_as_decluttered() -> TractResult<()> {
         check_unary_graph(&[4, 6], &mut Rng(3), |m, x| {
             let zero = m.add_const("zero", tensor2(&[[0f32]]))?;
+            Ok(m.wire_node("relu", math::max(), &[x, zero])?[0])
+        })?;
+        check_unary_graph(&[1, 3, 5, 5], &mut Rng(3), |m, x| {
+            let zero = m.add_const("zero", tensor0(0f32).broadcast_into_rank(4)?)?;
             Ok(m.wire_node("relu", math::max(), &[x, zero])?[0])
         })
     }

@@ -115,3 +115,26 @@ mod tests {
         check(Case { x: [1, 3, 6, 6], co: 3, group: 3, padding: PaddingSpec::SameUpper, ..plain() })
     }
 }
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+    use crate::grad::check::{check_unary_graph, Rng};
+    use tract_onnx::tract_core::ops::math;
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+
+    #[test]
+    fn conv_then_relu() -> TractResult<()> {
+        let mut rng = Rng(3);
+        let kernel = tract_ndarray::ArrayD::from_shape_vec(vec![4, 1, 3, 3], rng.vec(36))?;
+        check_unary_graph(&[1, 1, 6, 6], &mut rng, |m, x| {
+            let k = m.add_const("kernel", kernel.into_tensor())?;
+            let bias = m.add_const("bias", tensor1(&[0.1f32, -0.1, 0.2, 0.0]))?;
+            let spec = PoolSpec::new(DataFormat::NCHW, tvec!(3, 3), PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)), None, None, 1, 4);
+            let conv = Conv { pool_spec: spec, kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
+            let c = m.wire_node("conv", conv, &[x, k, bias])?;
+            let zero = m.add_const("zero", tensor0(0f32).broadcast_into_rank(4)?)?;
+            Ok(m.wire_node("relu", math::max(), &[c[0], zero])?[0])
+        })
+    }
+}

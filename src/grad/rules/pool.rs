@@ -47,7 +47,7 @@ mod tests {
             let i = next.replace(next.get() + 1);
             ((i * 37) % n) as f32 / n as f32
         };
-        check_graph(&x, &mut Rng(41), 1e-3, 2e-3, distinct, |m, input| {
+        check_graph(&x, &mut Rng(41), 1e-6, 1e-4, distinct, |m, input| {
             let spec = PoolSpec::new(DataFormat::NCHW, k.iter().copied().collect(), padding, None, Some(strides.iter().copied().collect()), x[1], x[1]);
             Ok(m.wire_node("pool", MaxPool { pool_spec: spec, with_index_outputs: None }, &[input])?[0])
         })

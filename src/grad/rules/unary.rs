@@ -82,7 +82,13 @@ mod tests {
     use tract_onnx::tract_core::ops::nn::sigmoid;
 
     fn check(op: ElementWiseOp, domain: fn(f32) -> f32) -> TractResult<()> {
-        check_graph(&[3, 7], &mut Rng(5), 1e-2, 2e-3, domain, |m, x| Ok(m.wire_node("op", op, &[x])?[0]))
+        check_graph(&[3, 7], &mut Rng(5), 1e-6, 1e-4, domain, |m, x| Ok(m.wire_node("op", op, &[x])?[0]))
+    }
+
+    #[test]
+    fn erf() -> TractResult<()> {
+        // tract evaluates erf in f32 only: f32 rounding (6e-8) over a step of 1e-3 costs 3e-5
+        check_graph(&[3, 7], &mut Rng(5), 1e-3, 1e-3, |v| v * 2.0, |m, x| Ok(m.wire_node("op", math::erf(), &[x])?[0]))
     }
 
     #[test]
@@ -92,8 +98,7 @@ mod tests {
         check(math::tanh(), id)?;
         check(math::exp(), id)?;
         check(math::neg(), id)?;
-        check(math::square(), id)?;
-        check(math::erf(), id)
+        check(math::square(), id)
     }
 
     #[test]
