@@ -52,9 +52,9 @@ impl F64Objective {
         use tract_onnx::tract_core::transform::ModelTransform;
         use tract_onnx::tract_core::model::translator::Translate;
         let mut graph = ExpandForF64.translate_model(model.graph())?;
-        // Erf has no f64 kernel and no closed form: it stays in f32 (casts around it), so a
-        // check through it needs a larger step.
-        let f64_capable = |node: &TypedNode| node.op.name() != "Erf";
+        // Erf and GELU have no f64 kernel and no closed form: they stay in f32 (casts around
+        // them), so a check through them needs a larger step.
+        let f64_capable = |node: &TypedNode| !matches!(node.op.name().as_ref(), "Erf" | "GeluExact" | "GeluApproximate");
         FloatPrecisionTranslator::with_filter(f32::datum_type(), f64::datum_type(), f64_capable)
             .transform(&mut graph)?;
         Ok(F64Objective {
@@ -75,7 +75,7 @@ impl F64Objective {
 }
 
 /// Rewrites the element-wise ops tract runs in f32 only as compositions it runs in f64:
-/// sigmoid(x) = 1 / (1 + exp(-x)), x^c = exp(c ln x).
+/// sigmoid(x) = 1 / (1 + exp(-x)), x^c = exp(c ln x), leaky_relu(x) = max(x, alpha x) (alpha < 1).
 #[derive(Debug)]
 struct ExpandForF64;
 
@@ -111,6 +111,13 @@ impl tract_onnx::tract_core::model::translator::Translate<TypedFact, Box<dyn Typ
                 let k = target.add_const(format!("{name}.c"), tensor0(c).broadcast_into_rank(rank)?)?;
                 let scaled = target.wire_node(format!("{name}.scaled"), math::mul(), &[ln[0], k])?;
                 target.wire_node(name, math::exp(), &scaled)
+            }
+            "LeakyRelu" => {
+                let alpha = op.0.downcast_ref::<tract_onnx::tract_core::ops::nn::LeakyRelu>().context("LeakyRelu")?.alpha;
+                ensure!(alpha <= 1.0, "leaky ReLU with alpha > 1");
+                let k = target.add_const(format!("{name}.alpha"), tensor0(alpha).broadcast_into_rank(rank)?)?;
+                let scaled = target.wire_node(format!("{name}.scaled"), math::mul(), &[inputs[0], k])?;
+                target.wire_node(name, math::max(), &[inputs[0], scaled[0]])
             }
             _ => target.wire_node(name, node.op.clone(), &inputs),
         }

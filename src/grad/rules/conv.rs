@@ -10,16 +10,30 @@ pub fn handles(node: &TypedNode) -> bool {
     node.op_as::<Conv>().is_some_and(|c| c.q_params.is_none() && c.kernel_fmt == KernelFormat::OIHW)
 }
 
-/// Explicit padding, strides, dilations and groups all carry over; `adjustments` recover the
-/// input rows a strided convolution never reached.
 pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     let conv = node.op_as::<Conv>().unwrap();
     ensure!(!wanted[1..].iter().any(|w| *w), "gradients flow to the input only; the kernel must be a constant");
-    let n = node.name.as_str();
-    let spec = &conv.pool_spec;
     let x_shape = b.shape(node.inputs[0])?;
+    let dx = transposed(b, &node.name, &conv.pool_spec, conv.group, node.inputs[1], dy, &x_shape)?;
+    let mut grads = tvec!(Some(dx));
+    grads.extend(node.inputs[1..].iter().map(|_| None));
+    Ok(grads)
+}
+
+/// The transposed convolution of `dy` by `kernel` (OIHW, as the forward convolution had it) back
+/// to `x_shape`. Explicit padding, strides, dilations and groups carry over; `adjustments`
+/// recover the input rows a strided convolution never reached. Pools reuse it with a ones kernel.
+pub fn transposed(
+    b: &mut Backward,
+    n: &str,
+    spec: &PoolSpec,
+    group: usize,
+    kernel: OutletId,
+    dy: OutletId,
+    x_shape: &[usize],
+) -> TractResult<OutletId> {
     let dy_shape = b.shape(dy)?;
-    let x_geo = spec.data_format.shape(x_shape.clone())?;
+    let x_geo = spec.data_format.shape(x_shape.to_vec())?;
     let y_geo = spec.data_format.shape(dy_shape)?;
     let padded = spec.computed_padding(x_geo.hw_dims());
     let (strides, dilations) = (spec.strides(), spec.dilations());
@@ -33,19 +47,15 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
         padded.iter().map(|p| p.pad_before).collect(),
         padded.iter().map(|p| p.pad_after).collect(),
     );
-    let (ci, co, g) = (spec.input_channels, spec.output_channels, conv.group);
+    let (ci, co, g) = (spec.input_channels, spec.output_channels, group);
     let deconv_spec = PoolSpec { padding, input_channels: co, output_channels: ci, ..spec.clone() };
     // Deconv wants [out, in/group, h, w] of its own: regroup [co, ci/g, ..] to [ci, co/g, ..].
-    let kernel = node.inputs[1];
     let split = b.wire(n, AxisOp::Reshape(0, tvec!(co.to_dim()), tvec!(g.to_dim(), (co / g).to_dim())), &[kernel])?;
     let moved = b.wire(n, AxisOp::Move(1, 2), &[split])?;
     let regrouped = b.wire(n, AxisOp::Reshape(0, tvec!(g.to_dim(), (ci / g).to_dim()), tvec!(ci.to_dim())), &[moved])?;
     let zero = b.konst(n, Tensor::zero_scalar::<f32>()?)?;
     let deconv = Deconv::new(deconv_spec, KernelFormat::OIHW, adjustments, g);
-    let dx = b.wire(n, deconv, &[dy, regrouped, zero])?;
-    let mut grads = tvec!(Some(dx));
-    grads.extend(node.inputs[1..].iter().map(|_| None));
-    Ok(grads)
+    b.wire(n, deconv, &[dy, regrouped, zero])
 }
 
 #[cfg(test)]

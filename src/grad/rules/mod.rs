@@ -5,6 +5,9 @@ mod binary;
 mod conv;
 mod einsum;
 mod pool;
+mod reduce;
+mod shape;
+mod softmax;
 mod unary;
 
 use tract_onnx::tract_core::internal::*;
@@ -22,6 +25,9 @@ pub fn has_rule(node: &TypedNode) -> bool {
         || conv::handles(node)
         || einsum::handles(node)
         || pool::handles(node)
+        || reduce::handles(node)
+        || shape::handles(node)
+        || softmax::handles(node)
         || unary::handles(node)
 }
 
@@ -42,6 +48,12 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dys: &[Option<OutletId>], wanted:
         einsum::vjp(b, node, dy, wanted)
     } else if pool::handles(node) {
         pool::vjp(b, node, dy)
+    } else if reduce::handles(node) {
+        reduce::vjp(b, node, dy)
+    } else if shape::handles(node) {
+        shape::vjp(b, node, dy, wanted)
+    } else if softmax::handles(node) {
+        softmax::vjp(b, node, dy)
     } else if unary::handles(node) {
         unary::vjp(b, node, dy)
     } else {

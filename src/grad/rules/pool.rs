@@ -1,19 +1,50 @@
-//! MaxPool: the gradient goes to the input that won each window (indices from tract's MaxPool).
+//! Pools: MaxPool sends the gradient to each window's winner; average/sum pools spread it evenly.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{ScatterElements, ScatterReduction};
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
-use tract_onnx::tract_core::ops::cnn::MaxPool;
+use tract_onnx::tract_core::ops::cnn::{MaxPool, SumPool};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::{Backward, Grads};
 
 pub fn handles(node: &TypedNode) -> bool {
     node.op_as::<MaxPool>().is_some_and(|p| p.pool_spec.data_format == DataFormat::NCHW)
+        || node.op_as::<SumPool>().is_some_and(|p| p.pool_spec.data_format == DataFormat::NCHW)
+}
+
+/// Sum and average pools: dy (divided by each window's count when averaging) flows back to every
+/// input of its window: a depthwise transposed convolution with a kernel of ones.
+fn sum_pool(b: &mut Backward, node: &TypedNode, pool: &SumPool, dy: OutletId) -> TractResult<Grads> {
+    let n = node.name.as_str();
+    let x_shape = b.shape(node.inputs[0])?;
+    let c = x_shape[1];
+    let mut dy = dy;
+    if pool.normalize {
+        // the window sizes tract divided by: the same pool, unnormalised, over an image of ones
+        let ones = b.konst(n, tract_ndarray::ArrayD::<f32>::ones(x_shape.to_vec()).into_tensor())?;
+        let counting = SumPool { normalize: false, ..pool.clone() };
+        let counts = if pool.count_include_pad {
+            let k: usize = pool.pool_spec.kernel_shape.iter().product();
+            b.scalar_like(n, k as f32, dy)?
+        } else {
+            b.wire(n, counting, &[ones])?
+        };
+        dy = b.div(n, dy, counts)?;
+    }
+    let mut kshape = vec![c, 1];
+    kshape.extend(pool.pool_spec.kernel_shape.iter().copied());
+    let kernel = b.konst(n, tract_ndarray::ArrayD::<f32>::ones(kshape).into_tensor())?;
+    let spec = tract_onnx::tract_core::ops::cnn::PoolSpec { input_channels: c, output_channels: c, ..pool.pool_spec.clone() };
+    let dx = super::conv::transposed(b, n, &spec, c, kernel, dy, &x_shape)?;
+    Ok(tvec!(Some(dx)))
 }
 
 /// Scatter-adds dy into a zero image at the winners' positions (overlapping windows add up).
 pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grads> {
+    if let Some(pool) = node.op_as::<SumPool>() {
+        return sum_pool(b, node, pool, dy);
+    }
     let pool = node.op_as::<MaxPool>().unwrap();
     let n = node.name.as_str();
     let x_shape = b.shape(node.inputs[0])?;
@@ -51,6 +82,21 @@ mod tests {
             let spec = PoolSpec::new(DataFormat::NCHW, k.iter().copied().collect(), padding, None, Some(strides.iter().copied().collect()), x[1], x[1]);
             Ok(m.wire_node("pool", MaxPool { pool_spec: spec, with_index_outputs: None }, &[input])?[0])
         })
+    }
+
+    fn check_sum(x: [usize; 4], k: [usize; 2], strides: [usize; 2], padding: PaddingSpec, normalize: bool, count_include_pad: bool) -> TractResult<()> {
+        check_graph(&x, &mut Rng(43), 1e-6, 1e-4, |v| v, |m, input| {
+            let spec = PoolSpec::new(DataFormat::NCHW, k.iter().copied().collect(), padding, None, Some(strides.iter().copied().collect()), x[1], x[1]);
+            Ok(m.wire_node("pool", SumPool { pool_spec: spec, normalize, count_include_pad }, &[input])?[0])
+        })
+    }
+
+    #[test]
+    fn average_and_sum_pools() -> TractResult<()> {
+        check_sum([1, 2, 6, 6], [2, 2], [2, 2], PaddingSpec::Valid, true, false)?;
+        check_sum([2, 3, 7, 5], [3, 3], [2, 1], PaddingSpec::SameUpper, true, false)?;
+        check_sum([1, 2, 5, 5], [3, 3], [1, 1], PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)), true, true)?;
+        check_sum([1, 2, 5, 4], [2, 2], [1, 1], PaddingSpec::Valid, false, false)
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! Element-wise ops: sigmoid, tanh, exp, ln, sqrt, recip, abs, neg, square, erf, x^c.
+//! Element-wise ops: sigmoid, tanh, exp, ln, sqrt, recip, abs, neg, square, erf, x^c, leaky ReLU, GELU.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::math;
+use tract_onnx::tract_core::ops::logic::comp_gt;
+use tract_onnx::tract_core::ops::{math, nn};
 
 use super::{Backward, Grads};
 
-const RULES: &[&str] =
-    &["Sigmoid", "Tanh", "Exp", "Ln", "Sqrt", "Recip", "Abs", "Neg", "Square", "Erf", "PowConst"];
+const RULES: &[&str] = &[
+    "Sigmoid", "Tanh", "Exp", "Ln", "Sqrt", "Recip", "Abs", "Neg", "Square", "Erf", "PowConst", "LeakyRelu",
+    "GeluExact", "GeluApproximate",
+];
 
 pub fn handles(node: &TypedNode) -> bool {
     node.op_as::<ElementWiseOp>().is_some_and(|op| RULES.contains(&op.0.name().as_ref()))
@@ -70,6 +73,56 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grad
             let d = b.scale(n, p, c)?;
             b.mul(n, dy, d)?
         }
+        // slope 1 above 0, alpha at and below
+        "LeakyRelu" => {
+            let alpha = op.0.downcast_ref::<nn::LeakyRelu>().context("LeakyRelu")?.alpha;
+            let zero = b.scalar_like(n, 0.0, x)?;
+            let above = b.mask(n, comp_gt(), x, zero)?;
+            let slope = b.scale(n, above, 1.0 - alpha)?;
+            let alpha = b.scalar_like(n, alpha, x)?;
+            let slope = b.add(n, slope, alpha)?;
+            b.mul(n, dy, slope)?
+        }
+        // gelu(x) = x Phi(x): gelu' = Phi(x) + x phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2
+        "GeluExact" => {
+            let scaled = b.scale(n, x, std::f32::consts::FRAC_1_SQRT_2)?;
+            let erf = b.wire(n, math::erf(), &[scaled])?;
+            let one = b.scalar_like(n, 1.0, x)?;
+            let cdf2 = b.add(n, erf, one)?;
+            let cdf = b.scale(n, cdf2, 0.5)?;
+            let sq = b.mul(n, x, x)?;
+            let half_sq = b.scale(n, sq, -0.5)?;
+            let e = b.wire(n, math::exp(), &[half_sq])?;
+            let pdf = b.scale(n, e, 0.398_942_3)?; // 1 / sqrt(2 pi)
+            let x_pdf = b.mul(n, x, pdf)?;
+            let d = b.add(n, cdf, x_pdf)?;
+            b.mul(n, dy, d)?
+        }
+        // gelu(x) = x (1 + tanh(u)) / 2, u = k (x + a x^p):
+        // gelu' = (1 + t) / 2 + x (1 - t^2) k (1 + p a x^(p-1)) / 2
+        "GeluApproximate" => {
+            let fast = op.0.downcast_ref::<nn::gelu_approximate::GeluApproximate>().context("Gelu")?.fast_impl;
+            let p = if fast { 2.0 } else { 3.0 };
+            let k = (2.0 / std::f32::consts::PI).sqrt();
+            let xp = b.wire(n, math::pow_const(p), &[x])?;
+            let axp = b.scale(n, xp, 0.044715)?;
+            let inner = b.add(n, x, axp)?;
+            let u = b.scale(n, inner, k)?;
+            let t = b.wire(n, math::tanh(), &[u])?;
+            let one = b.scalar_like(n, 1.0, x)?;
+            let first = b.add(n, one, t)?;
+            let first = b.scale(n, first, 0.5)?;
+            let t2 = b.mul(n, t, t)?;
+            let sech2 = b.sub(n, one, t2)?;
+            let xp1 = b.wire(n, math::pow_const(p - 1.0), &[x])?;
+            let du = b.scale(n, xp1, p * 0.044715)?;
+            let du = b.add(n, one, du)?;
+            let du = b.scale(n, du, k * 0.5)?;
+            let second = b.mul(n, sech2, du)?;
+            let second = b.mul(n, second, x)?;
+            let d = b.add(n, first, second)?;
+            b.mul(n, dy, d)?
+        }
         other => bail!("no gradient rule for element-wise op {other}"),
     };
     Ok(tvec!(Some(dx)))
@@ -83,6 +136,21 @@ mod tests {
 
     fn check(op: ElementWiseOp, domain: fn(f32) -> f32) -> TractResult<()> {
         check_graph(&[3, 7], &mut Rng(5), 1e-6, 1e-4, domain, |m, x| Ok(m.wire_node("op", op, &[x])?[0]))
+    }
+
+    #[test]
+    fn leaky_relu_and_gelu() -> TractResult<()> {
+        // a grid keeps leaky ReLU's inputs off its kink at 0
+        check(nn::leaky_relu(0.1), |v| (v * 10.0).round() / 5.0 + 0.05)?;
+        check_graph(&[3, 7], &mut Rng(5), 1e-3, 1e-3, |v| v * 2.0, |m, x| {
+            Ok(m.wire_node("op", nn::gelu_exact::gelu_exact(), &[x])?[0])
+        })?;
+        for fast in [false, true] {
+            check_graph(&[3, 7], &mut Rng(5), 1e-3, 1e-3, |v| v * 2.0, |m, x| {
+                Ok(m.wire_node("op", nn::gelu_approximate::gelu_approximate(fast), &[x])?[0])
+            })?;
+        }
+        Ok(())
     }
 
     #[test]

@@ -1,0 +1,98 @@
+//! Ops that move values without arithmetic: concat, slice, constant pad, broadcast, cast.
+
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::{MultiBroadcastTo, Pad, PadMode, Slice, TypedConcat};
+use tract_onnx::tract_core::ops::cast::{cast, Cast};
+
+use super::{Backward, Grads};
+
+pub fn handles(node: &TypedNode) -> bool {
+    node.op_is::<TypedConcat>()
+        || node.op_is::<Slice>()
+        || node.op_as::<Pad>().is_some_and(|p| matches!(p.mode, PadMode::Constant(_)))
+        || node.op_is::<MultiBroadcastTo>()
+        || node.op_is::<Cast>()
+}
+
+pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
+    let n = node.name.as_str();
+    if let Some(concat) = node.op_as::<TypedConcat>() {
+        // each input gets its own slice of dy
+        let mut start = 0;
+        let mut grads = tvec!();
+        for (input, want) in node.inputs.iter().zip(wanted) {
+            let len = b.shape(*input)?[concat.axis];
+            grads.push(if *want {
+                Some(b.wire(n, Slice::new(concat.axis, start, start + len), &[dy])?)
+            } else {
+                None
+            });
+            start += len;
+        }
+        return Ok(grads);
+    }
+    if let Some(slice) = node.op_as::<Slice>() {
+        // the slice's place in a zero tensor of the input's shape
+        let len = b.shape(node.inputs[0])?[slice.axis];
+        let start = slice.start.to_usize()?;
+        let end = slice.end.to_usize()?;
+        let rank = b.fact(dy)?.rank();
+        let mut pads = vec![(0, 0); rank];
+        pads[slice.axis] = (start, len - end);
+        let zero = Arc::new(Tensor::zero_scalar::<f32>()?);
+        return Ok(tvec!(Some(b.wire(n, Pad::new(pads, PadMode::Constant(zero)), &[dy])?)));
+    }
+    if let Some(pad) = node.op_as::<Pad>() {
+        // the inner part of dy, one axis at a time
+        let shape = b.shape(node.inputs[0])?;
+        let mut g = dy;
+        for (axis, (before, _)) in pad.pads.iter().enumerate() {
+            if b.shape(g)?[axis] != shape[axis] {
+                g = b.wire(n, Slice::new(axis, *before, *before + shape[axis]), &[g])?;
+            }
+        }
+        return Ok(tvec!(Some(g)));
+    }
+    if node.op_is::<MultiBroadcastTo>() {
+        let shape = b.shape(node.inputs[0])?;
+        return Ok(tvec!(Some(b.unbroadcast(n, dy, &shape)?)));
+    }
+    // Cast: back to the input's type (float to float; an integer input takes no gradient)
+    let dt = b.fact(node.inputs[0])?.datum_type;
+    ensure!(dt.is_float(), "no gradient through a cast from {dt:?}");
+    Ok(tvec!(Some(b.wire(n, cast(dt), &[dy])?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grad::check::{check_unary_graph, Rng};
+    use tract_onnx::tract_core::ops::math;
+
+    #[test]
+    fn concat_with_itself_and_a_constant() -> TractResult<()> {
+        check_unary_graph(&[2, 3], &mut Rng(23), |m, x| {
+            let c = m.add_const("c", tensor2(&[[1f32, 2.0], [3.0, 4.0]]))?;
+            let e = m.wire_node("exp", math::exp(), &[x])?[0];
+            Ok(m.wire_node("concat", TypedConcat::new(1), &[x, c, e])?[0])
+        })
+    }
+
+    #[test]
+    fn slice_and_pad() -> TractResult<()> {
+        check_unary_graph(&[4, 5], &mut Rng(29), |m, x| {
+            let s = m.wire_node("slice", Slice::new(1, 1, 4), &[x])?;
+            let zero = Arc::new(tensor0(0.5f32));
+            Ok(m.wire_node("pad", Pad::new(vec![(1, 2), (0, 3)], PadMode::Constant(zero)), &s)?[0])
+        })
+    }
+
+    #[test]
+    fn broadcast_and_cast() -> TractResult<()> {
+        check_unary_graph(&[1, 3], &mut Rng(31), |m, x| {
+            let wide = m.wire_node("broadcast", MultiBroadcastTo { shape: tvec!(4, 3).into() }, &[x])?;
+            let double = m.wire_node("to_f64", cast(f64::datum_type()), &wide)?;
+            Ok(m.wire_node("to_f32", cast(f32::datum_type()), &double)?[0])
+        })
+    }
+}
