@@ -1,4 +1,4 @@
-//! The native CLI over the same core the page runs: `blindspot classify MODEL IMAGE...`.
+//! The native CLI over the same core the page runs: classify, grad.
 
 use std::process::ExitCode;
 
@@ -9,13 +9,20 @@ blindspot: adversarial examples and the intriguing properties of neural networks
 
 USAGE:
     blindspot classify MODEL IMAGE... [--shape 1,1,28,28]
+    blindspot grad MODEL INPUT.npy --target K [--objective ce|margin] [--out GRAD.npy]
 
     MODEL   an ONNX classifier (models/*.onnx)
     IMAGE   a .png (greyscale or colour, averaged to grey) or a .npy of float32
             pixels in [0,1] holding one model input
     --shape the input shape, batch first (default: the shape the file declares)
 
-Prints one JSON line per image: {\"image\",\"label\",\"probabilities\",\"logits\"}.";
+classify prints one JSON line per image: {\"image\",\"label\",\"probabilities\",\"logits\"}.
+
+grad evaluates the objective at INPUT.npy (float32, exactly the model's input tensor) and its
+gradient with respect to the input: ce = cross-entropy of softmax(logits) against class K,
+margin = logit K minus the best other logit. It writes the gradient as a float32 .npy of the
+input's shape (--out, default grad.npy) and prints one JSON line:
+{\"objective\",\"value\",\"target\",\"logits\",\"out\"}.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +46,7 @@ fn run(args: &[String]) -> Result<()> {
     let cli = Args::parse(rest)?;
     match command {
         "classify" => classify(&cli),
+        "grad" => grad(&cli),
         other => Err(Error::Input(format!("unknown command \"{other}\"\n\n{USAGE}"))),
     }
 }
@@ -109,6 +117,40 @@ fn classify(args: &Args) -> Result<()> {
         });
         println!("{line}");
     }
+    Ok(())
+}
+
+fn grad(args: &Args) -> Result<()> {
+    use blindspot::grad::Objective;
+    args.refuse_unknown(&["target", "objective", "out"])?;
+    let [model_path, input_path] = args.positional.as_slice() else {
+        return Err(Error::Input(format!("grad needs MODEL and INPUT.npy\n\n{USAGE}")));
+    };
+    let target: usize = args
+        .option("target")
+        .ok_or_else(|| Error::Input("grad needs --target K (the class the objective aims at)".into()))?
+        .parse()
+        .map_err(|_| Error::Input("--target takes a class number".into()))?;
+    let objective_name = args.option("objective").unwrap_or("ce");
+    let objective = Objective::parse(objective_name)?;
+    let out = args.option("out").unwrap_or("grad.npy");
+    let input: ndarray::ArrayD<f32> = ndarray_npy::read_npy(input_path)
+        .map_err(|e| Error::Data(format!("{input_path}: not a float32 .npy ({e})")))?;
+    let model = Classifier::load(&read(model_path)?, Some(input.shape()))?;
+    let gradient = model.gradient(&objective)?;
+    let x: Vec<f32> = input.iter().copied().collect();
+    let eval = gradient.evaluate(&x, &gradient.one_hot(target)?)?;
+    let array = ndarray::ArrayD::from_shape_vec(input.shape(), eval.gradient)
+        .map_err(|e| Error::Run(e.to_string()))?;
+    ndarray_npy::write_npy(out, &array).map_err(|e| Error::Data(format!("{out}: {e}")))?;
+    let line = serde_json::json!({
+        "objective": objective_name,
+        "value": eval.objective,
+        "target": target,
+        "logits": eval.logits,
+        "out": out,
+    });
+    println!("{line}");
     Ok(())
 }
 

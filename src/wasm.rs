@@ -1,9 +1,11 @@
 //! The thin `#[wasm_bindgen]` facade the page's worker calls; all logic lives in the core.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use wasm_bindgen::prelude::*;
 
+use crate::grad::{Evaluation, GradientModel, Objective};
 use crate::{Classification, Classifier};
 
 thread_local! {
@@ -34,6 +36,8 @@ fn js_error(e: crate::Error) -> JsError {
 #[wasm_bindgen]
 pub struct Model {
     inner: Classifier,
+    /// Gradient graphs built so far, by objective: building one costs more than evaluating it.
+    gradients: RefCell<HashMap<String, GradientModel>>,
 }
 
 #[wasm_bindgen]
@@ -44,7 +48,7 @@ impl Model {
     pub fn new(bytes: &[u8], shape: Option<Vec<u32>>) -> Result<Model, JsError> {
         let shape: Option<Vec<usize>> = shape.map(|s| s.into_iter().map(|d| d as usize).collect());
         let inner = Classifier::load(bytes, shape.as_deref()).map_err(js_error)?;
-        Ok(Model { inner })
+        Ok(Model { inner, gradients: RefCell::default() })
     }
 
     #[wasm_bindgen(getter, js_name = inputShape)]
@@ -55,6 +59,18 @@ impl Model {
     #[wasm_bindgen(getter)]
     pub fn classes(&self) -> usize {
         self.inner.classes()
+    }
+
+    /// The objective (`ce` or `margin`, against class `target`) at `pixels` and its gradient.
+    pub fn gradient(&self, objective: &str, pixels: &[f32], target: usize) -> Result<Gradient, JsError> {
+        let mut cache = self.gradients.borrow_mut();
+        if !cache.contains_key(objective) {
+            let parsed = Objective::parse(objective).map_err(js_error)?;
+            cache.insert(objective.to_string(), self.inner.gradient(&parsed).map_err(js_error)?);
+        }
+        let model = &cache[objective];
+        let eval = model.evaluate(pixels, &model.one_hot(target).map_err(js_error)?).map_err(js_error)?;
+        Ok(Gradient(eval))
     }
 
     /// Classifies one image of pixels in [0,1].
@@ -82,5 +98,27 @@ impl Prediction {
     #[wasm_bindgen(getter)]
     pub fn logits(&self) -> Vec<f32> {
         self.0.logits.clone()
+    }
+}
+
+/// An objective's value, the logits and the gradient at one input.
+#[wasm_bindgen]
+pub struct Gradient(Evaluation);
+
+#[wasm_bindgen]
+impl Gradient {
+    #[wasm_bindgen(getter)]
+    pub fn objective(&self) -> f32 {
+        self.0.objective
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn logits(&self) -> Vec<f32> {
+        self.0.logits.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn gradient(&self) -> Vec<f32> {
+        self.0.gradient.clone()
     }
 }

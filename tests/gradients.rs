@@ -90,3 +90,13 @@ fn projection_of_a_named_tensor() {
     let e = model.gradient(&Objective::Projection { tensor: "nowhere".into() }).unwrap_err();
     assert_eq!(e, Error::Input("the graph has no tensor named \"nowhere\"".into()));
 }
+
+#[test]
+fn an_op_without_a_rule_is_named_before_anything_runs() {
+    let bytes = std::fs::read(format!("{ROOT}/tests/fixtures/no-gradient.onnx")).unwrap();
+    let model = Classifier::load(&bytes, None).unwrap();
+    assert!(model.classify(&[0.5; 784]).is_ok(), "the forward pass itself is fine");
+    let e = model.gradient(&Objective::CrossEntropy).unwrap_err();
+    assert_eq!(e, Error::NoGradient(vec![("Sin".into(), "wobble".into())]));
+    assert_eq!(e.to_string(), "blindspot has no gradient rule for: Sin (node \"wobble\")");
+}

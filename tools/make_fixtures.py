@@ -41,6 +41,13 @@ def main():
          helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
         "two_inputs", [image_input("a"), image_input("b")], [logits], [w]), "two-inputs.onnx")
 
+    # Runs forward, but sin has no gradient rule in blindspot: gradients must be refused by name.
+    save(helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),
+         helper.make_node("Sin", ["flat"], ["wavy"], name="wobble"),
+         helper.make_node("MatMul", ["wavy", "w"], ["logits"], name="dense")],
+        "no_gradient", [image_input()], [logits], [w]), "no-gradient.onnx")
+
     # A valid tiny softmax regression (784 -> 10), for shape checks.
     save(helper.make_graph(
         [helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),

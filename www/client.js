@@ -49,6 +49,16 @@ export class LabWorker {
     return info;
   }
 
+  /** The objective ('ce' | 'margin' against `target`) and its input gradient at `pixels`. */
+  gradient(key, objective, pixels, target) {
+    return this.call('gradient', { key, objective, pixels, target });
+  }
+
+  /** Forward and forward+gradient evaluations per second, each timed for about `ms`. */
+  bench(key, pixels, ms) {
+    return this.call('bench', { key, pixels, ms });
+  }
+
   /** Classifies pixels in [0,1]; resolves to { label, probabilities, logits }. */
   classify(key, pixels) {
     return this.call('classify', { key, pixels });

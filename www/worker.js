@@ -4,6 +4,21 @@ import init, { Model, lastPanic } from '../pkg/blindspot.js';
 const ready = init();
 const models = new Map(); // key -> Model
 
+function loaded(key) {
+  const model = models.get(key);
+  if (!model) throw new Error(`model "${key}" is not loaded`);
+  return model;
+}
+
+/** Evaluations per second of `run`, timed over at least `ms` milliseconds after one warm-up. */
+function rate(run, ms) {
+  run();
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() - start < ms) { run(); n++; }
+  return n / ((performance.now() - start) / 1000);
+}
+
 const ops = {
   load({ key, bytes, shape }) {
     const model = new Model(new Uint8Array(bytes), shape ? Uint32Array.from(shape) : undefined);
@@ -12,12 +27,23 @@ const ops = {
     return { inputShape: Array.from(model.inputShape), classes: model.classes };
   },
   classify({ key, pixels }) {
-    const model = models.get(key);
-    if (!model) throw new Error(`model "${key}" is not loaded`);
-    const p = model.classify(pixels);
+    const p = loaded(key).classify(pixels);
     const result = { label: p.label, probabilities: Array.from(p.probabilities), logits: Array.from(p.logits) };
     p.free();
     return result;
+  },
+  gradient({ key, objective, pixels, target }) {
+    const g = loaded(key).gradient(objective, pixels, target);
+    const result = { objective: g.objective, logits: Array.from(g.logits), gradient: Array.from(g.gradient) };
+    g.free();
+    return result;
+  },
+  /** Forward-only and forward+gradient evaluations per second on `pixels`. */
+  bench({ key, pixels, ms = 1000 }) {
+    const model = loaded(key);
+    const forward = rate(() => model.classify(pixels).free(), ms);
+    const gradient = rate(() => model.gradient('ce', pixels, 0).free(), ms);
+    return { forward, gradient };
   },
 };
 

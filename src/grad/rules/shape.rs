@@ -1,8 +1,10 @@
-//! Ops that move values without arithmetic: concat, slice, constant pad, broadcast, cast.
+//! Ops that move values without arithmetic: concat, slice, constant pad, broadcast, cast, downsample.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{MultiBroadcastTo, Pad, PadMode, Slice, TypedConcat};
 use tract_onnx::tract_core::ops::cast::{cast, Cast};
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::downsample::Downsample;
 
 use super::{Backward, Grads};
 
@@ -12,6 +14,31 @@ pub fn handles(node: &TypedNode) -> bool {
         || node.op_as::<Pad>().is_some_and(|p| matches!(p.mode, PadMode::Constant(_)))
         || node.op_is::<MultiBroadcastTo>()
         || node.op_is::<Cast>()
+        || node.op_as::<Downsample>().is_some_and(|d| d.stride > 0)
+}
+
+/// Downsample keeps every stride-th element from `modulo` on: dy goes back to those places, with
+/// zeros between (interleave with zeros, then pad or trim to the input's length).
+fn upsample(b: &mut Backward, n: &str, down: &Downsample, dy: OutletId, len: usize) -> TractResult<OutletId> {
+    let (axis, stride) = (down.axis, down.stride as usize);
+    let kept = b.shape(dy)?[axis];
+    let zero = || Tensor::zero_scalar::<f32>().map(|t| PadMode::Constant(Arc::new(t)));
+    let rank = b.fact(dy)?.rank();
+    let mut g = b.wire(n, AxisOp::Add(axis + 1), &[dy])?;
+    let mut pads = vec![(0, 0); rank + 1];
+    pads[axis + 1] = (0, stride - 1);
+    g = b.wire(n, Pad::new(pads, zero()?), &[g])?;
+    g = b.wire(n, AxisOp::Reshape(axis, tvec!(kept.to_dim(), stride.to_dim()), tvec!((kept * stride).to_dim())), &[g])?;
+    let spread = down.modulo + kept * stride;
+    if spread > len {
+        g = b.wire(n, Slice::new(axis, 0, len - down.modulo), &[g])?;
+    }
+    let mut pads = vec![(0, 0); rank];
+    pads[axis] = (down.modulo, len.saturating_sub(spread));
+    if pads[axis] != (0, 0) {
+        g = b.wire(n, Pad::new(pads, zero()?), &[g])?;
+    }
+    Ok(g)
 }
 
 pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
@@ -53,6 +80,10 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
         }
         return Ok(tvec!(Some(g)));
     }
+    if let Some(down) = node.op_as::<Downsample>() {
+        let len = b.shape(node.inputs[0])?[down.axis];
+        return Ok(tvec!(Some(upsample(b, n, down, dy, len)?)));
+    }
     if node.op_is::<MultiBroadcastTo>() {
         let shape = b.shape(node.inputs[0])?;
         return Ok(tvec!(Some(b.unbroadcast(n, dy, &shape)?)));
@@ -85,6 +116,16 @@ mod tests {
             let zero = Arc::new(tensor0(0.5f32));
             Ok(m.wire_node("pad", Pad::new(vec![(1, 2), (0, 3)], PadMode::Constant(zero)), &s)?[0])
         })
+    }
+
+    #[test]
+    fn downsample() -> TractResult<()> {
+        for (len, stride, modulo) in [(8, 2, 0), (7, 2, 0), (7, 3, 1), (9, 2, 1)] {
+            check_unary_graph(&[2, len, 3], &mut Rng(37), |m, x| {
+                Ok(m.wire_node("down", Downsample { axis: 1, stride, modulo }, &[x])?[0])
+            })?;
+        }
+        Ok(())
     }
 
     #[test]
