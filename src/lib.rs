@@ -1,5 +1,6 @@
 //! blindspot: load ONNX classifiers, classify and probe them; the core shared by the CLI and the page.
 
+pub mod bench;
 pub mod digits;
 pub mod error;
 pub mod grad;

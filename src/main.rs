@@ -10,6 +10,7 @@ blindspot: adversarial examples and the intriguing properties of neural networks
 USAGE:
     blindspot classify MODEL IMAGE... [--shape 1,1,28,28]
     blindspot grad MODEL INPUT.npy --target K [--objective ce|margin] [--out GRAD.npy]
+    blindspot bench grad [--ms 1000]
 
     MODEL   an ONNX classifier (models/*.onnx)
     IMAGE   a .png (greyscale or colour, averaged to grey) or a .npy of float32
@@ -22,7 +23,11 @@ grad evaluates the objective at INPUT.npy (float32, exactly the model's input te
 gradient with respect to the input: ce = cross-entropy of softmax(logits) against class K,
 margin = logit K minus the best other logit. It writes the gradient as a float32 .npy of the
 input's shape (--out, default grad.npy) and prints one JSON line:
-{\"objective\",\"value\",\"target\",\"logits\",\"out\"}.";
+{\"objective\",\"value\",\"target\",\"logits\",\"out\"}.
+
+bench grad prints a Markdown table: forward-only and forward + gradient evaluations per second
+for every model in models/models.json and the MobileNet- and ResNet-class test graphs, each
+timed for --ms milliseconds (run from the repository root).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,6 +52,7 @@ fn run(args: &[String]) -> Result<()> {
     match command {
         "classify" => classify(&cli),
         "grad" => grad(&cli),
+        "bench" => bench(&cli),
         other => Err(Error::Input(format!("unknown command \"{other}\"\n\n{USAGE}"))),
     }
 }
@@ -152,6 +158,53 @@ fn grad(args: &Args) -> Result<()> {
     });
     println!("{line}");
     Ok(())
+}
+
+fn bench(args: &Args) -> Result<()> {
+    args.refuse_unknown(&["ms"])?;
+    if args.positional.first().map(String::as_str) != Some("grad") {
+        return Err(Error::Input(format!("bench takes one suite: grad\n\n{USAGE}")));
+    }
+    let ms: u64 = args.option("ms").unwrap_or("1000").parse().map_err(|_| Error::Input("--ms takes milliseconds".into()))?;
+    let time = std::time::Duration::from_millis(ms);
+    let manifest: serde_json::Value = serde_json::from_slice(&read("models/models.json")?)
+        .map_err(|e| Error::Data(format!("models/models.json: {e}")))?;
+    let mut models: Vec<(String, String)> = manifest["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["id"].as_str()?.to_string(), format!("models/{}", m["file"].as_str()?))))
+        .collect();
+    for zoo in ["mobilenet", "resnet"] {
+        models.push((format!("{zoo} (test graph, 3x64x64)"), format!("tests/fixtures/zoo/{zoo}.onnx")));
+    }
+    println!("| model | parameters | forward / s | forward + gradient / s | gradient cost (forwards) |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, path) in models {
+        let model = Classifier::load(&read(&path)?, None)?;
+        let params = parameter_count(&model);
+        let input: Vec<f32> = (0..model.image_len()).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+        let t = blindspot::bench::measure(&model, &input, time)?;
+        println!(
+            "| {name} | {params} | {:.0} | {:.0} | {:.2} |",
+            t.forward_per_s,
+            t.gradient_per_s,
+            t.gradient_cost()
+        );
+    }
+    Ok(())
+}
+
+/// Weights in the graph: the sizes of its constant float tensors.
+fn parameter_count(model: &Classifier) -> usize {
+    model
+        .graph()
+        .nodes()
+        .iter()
+        .filter_map(|n| n.outputs[0].fact.konst.as_ref())
+        .filter(|t| t.datum_type().is_float())
+        .map(|t| t.len())
+        .sum()
 }
 
 /// Reads one model input from a .png or .npy file and checks its size.

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod objective;
+pub mod ops;
 pub mod rules;
 mod wire;
 

@@ -29,6 +29,10 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
             let q = b.mul(n, dx, out)?;
             (Some(dx), Some(b.neg(n, q)?))
         }
+        // ReLU, max(x, 0): one pass reading the output
+        "Max" if is_zero(b, y)? && !wanted[1] => {
+            (Some(b.wire(n, crate::grad::ops::ReluBackward, &[out, dy])?), None)
+        }
         // the larger operand takes the gradient; at a tie the first one does not (relu'(0) = 0)
         "Max" => {
             let mx = b.mask(n, comp_gt(), x, y)?;
@@ -73,6 +77,15 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
         });
     }
     Ok(grads)
+}
+
+/// Whether `o` is a constant of zeros.
+fn is_zero(b: &Backward, o: OutletId) -> TractResult<bool> {
+    let fact = b.fact(o)?;
+    Ok(match &fact.konst {
+        Some(k) => k.cast_to::<f32>()?.try_as_plain_ram()?.as_slice::<f32>()?.iter().all(|v| *v == 0.0),
+        None => false,
+    })
 }
 
 #[cfg(test)]

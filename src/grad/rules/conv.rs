@@ -48,6 +48,10 @@ pub fn transposed(
         padded.iter().map(|p| p.pad_after).collect(),
     );
     let (ci, co, g) = (spec.input_channels, spec.output_channels, group);
+    let pads: Vec<(usize, usize)> = padded.iter().map(|p| (p.pad_before, p.pad_after)).collect();
+    if let Some(dx) = stride_one_as_conv(b, n, spec, group, kernel, dy, &pads)? {
+        return Ok(dx);
+    }
     let deconv_spec = PoolSpec { padding, input_channels: co, output_channels: ci, ..spec.clone() };
     // Deconv wants [out, in/group, h, w] of its own: regroup [co, ci/g, ..] to [ci, co/g, ..].
     let split = b.wire(n, AxisOp::Reshape(0, tvec!(co.to_dim()), tvec!(g.to_dim(), (co / g).to_dim())), &[kernel])?;
@@ -56,6 +60,51 @@ pub fn transposed(
     let zero = b.konst(n, Tensor::zero_scalar::<f32>()?)?;
     let deconv = Deconv::new(deconv_spec, KernelFormat::OIHW, adjustments, g);
     b.wire(n, deconv, &[dy, regrouped, zero])
+}
+
+/// With unit strides the transposed convolution is a plain convolution of dy by the kernel
+/// flipped in space with its channel roles swapped, padded by dilation*(k-1) minus the forward
+/// padding. tract's forward convolution is much faster than its Deconv, so use it when the kernel
+/// is a constant (flipped once, here) and the padding stays non-negative.
+fn stride_one_as_conv(
+    b: &mut Backward,
+    n: &str,
+    spec: &PoolSpec,
+    group: usize,
+    kernel: OutletId,
+    dy: OutletId,
+    pads: &[(usize, usize)],
+) -> TractResult<Option<OutletId>> {
+    let konst = b.fact(kernel)?.konst.clone();
+    let (Some(k), true) = (konst, spec.strides().iter().all(|&s| s == 1)) else { return Ok(None) };
+    // one output channel (a first layer over grey images) makes the convolution a
+    // matrix-vector product, where tract's Deconv is faster
+    if k.rank() != 4 || spec.input_channels == 1 {
+        return Ok(None);
+    }
+    let dil = spec.dilations();
+    let reach: Vec<usize> = (0..2).map(|a| dil[a] * (spec.kernel_shape[a] - 1)).collect();
+    if (0..2).any(|a| pads[a].0 > reach[a] || pads[a].1 > reach[a]) {
+        return Ok(None);
+    }
+    let (ci, co, g) = (spec.input_channels, spec.output_channels, group);
+    let (kh, kw) = (spec.kernel_shape[0], spec.kernel_shape[1]);
+    let w = k.cast_to::<f32>()?;
+    let w = w.to_plain_array_view::<f32>()?;
+    // [co, ci/g, kh, kw] -> [ci, co/g, kh, kw], flipped in space
+    let flipped = tract_ndarray::Array4::from_shape_fn((ci, co / g, kh, kw), |(i, o, r, c)| {
+        let group_of_i = i / (ci / g);
+        w[[group_of_i * (co / g) + o, i % (ci / g), kh - 1 - r, kw - 1 - c]]
+    });
+    let flipped = b.konst(n, flipped.into_tensor())?;
+    let padding = PaddingSpec::Explicit(
+        (0..2).map(|a| reach[a] - pads[a].0).collect(),
+        (0..2).map(|a| reach[a] - pads[a].1).collect(),
+    );
+    let conv_spec = PoolSpec { padding, input_channels: co, output_channels: ci, ..spec.clone() };
+    let zero = b.konst(n, tract_ndarray::Array1::<f32>::zeros(ci).into_tensor())?;
+    let conv = Conv { pool_spec: conv_spec, kernel_fmt: KernelFormat::OIHW, group: g, q_params: None };
+    Ok(Some(b.wire(n, conv, &[dy, flipped, zero])?))
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! Pools: MaxPool sends the gradient to each window's winner; average/sum pools spread it evenly.
 
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::array::{ScatterElements, ScatterReduction};
-use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, SumPool};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::{Backward, Grads};
+use crate::grad::ops::MaxPoolBackward;
 
 pub fn handles(node: &TypedNode) -> bool {
     node.op_as::<MaxPool>().is_some_and(|p| p.pool_spec.data_format == DataFormat::NCHW)
@@ -40,28 +39,14 @@ fn sum_pool(b: &mut Backward, node: &TypedNode, pool: &SumPool, dy: OutletId) ->
     Ok(tvec!(Some(dx)))
 }
 
-/// Scatter-adds dy into a zero image at the winners' positions (overlapping windows add up).
+/// Max pool: dy to each window's winner (a dedicated op; tract's generic scatter is slow).
 pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grads> {
     if let Some(pool) = node.op_as::<SumPool>() {
         return sum_pool(b, node, pool, dy);
     }
     let pool = node.op_as::<MaxPool>().unwrap();
-    let n = node.name.as_str();
-    let x_shape = b.shape(node.inputs[0])?;
-    let y_shape = b.shape(dy)?;
-    let with_indices = MaxPool { pool_spec: pool.pool_spec.clone(), with_index_outputs: Some(i64::datum_type()) };
-    let indices = b.wire_all(n, with_indices, &[node.inputs[0]])?[1];
-    let flat = |shape: &[usize]| -> AxisOp {
-        let from: TVec<TDim> = shape[2..].iter().map(|d| d.to_dim()).collect();
-        AxisOp::Reshape(2, from, tvec!(shape[2..].iter().product::<usize>().to_dim()))
-    };
-    let indices = b.wire(n, flat(&y_shape), &[indices])?;
-    let updates = b.wire(n, flat(&y_shape), &[dy])?;
-    let plane: usize = x_shape[2..].iter().product();
-    let zeros = b.konst(n, Tensor::zero::<f32>(&[x_shape[0], x_shape[1], plane])?)?;
-    let scattered = b.wire(n, ScatterElements::new(2, ScatterReduction::Add), &[zeros, indices, updates])?;
-    let dx = b.wire(n, flat(&x_shape).recip(), &[scattered])?;
-    Ok(tvec!(Some(dx)))
+    let backward = MaxPoolBackward { pool_spec: pool.pool_spec.clone() };
+    Ok(tvec!(Some(b.wire(&node.name, backward, &[node.inputs[0], dy])?)))
 }
 
 #[cfg(test)]
