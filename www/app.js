@@ -161,6 +161,27 @@ async function markGallery(generation, from = 0) {
   }
 }
 
+async function benchmark() {
+  const button = $('bench');
+  const out = $('bench-result');
+  button.disabled = true;
+  out.textContent = `timing ${state.model.name}…`;
+  delete out.dataset.forward;
+  try {
+    await state.ready;
+    const { forward, gradient } = await lab.bench(state.model.id, state.pack.input(state.digit), 1000);
+    out.dataset.forward = forward;
+    out.dataset.gradient = gradient;
+    out.textContent = `${state.model.name}: ${Math.round(forward).toLocaleString('en')} forward passes/s · `
+      + `${Math.round(gradient).toLocaleString('en')} forward + gradient/s · `
+      + `a gradient costs ${(forward / gradient).toFixed(1)} forward passes`;
+  } catch (e) {
+    out.textContent = `benchmark failed: ${e.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function main() {
   try {
     const params = new URLSearchParams(location.search);
@@ -180,6 +201,7 @@ async function main() {
     select.disabled = false;
     select.addEventListener('change', () => selectModel(select.value));
     $('more').addEventListener('click', showMoreDigits);
+    $('bench').addEventListener('click', benchmark);
     showMoreDigits();
     drawGrey($('digit'), state.pack.bytes(state.digit), state.pack.cols, state.pack.rows);
     const wanted = params.get('model') ?? state.models.find((m) => m.default)?.id;

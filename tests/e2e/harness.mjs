@@ -79,3 +79,14 @@ export function cli(...args) {
 export function tempDir() {
   return mkdtempSync(join(tmpdir(), 'blindspot-test-'));
 }
+
+/** Reads a little-endian float32 .npy: { shape, data }. */
+export function readNpy(path) {
+  const b = readFileSync(path);
+  const headerLength = b.readUInt16LE(8);
+  const header = b.subarray(10, 10 + headerLength).toString('latin1');
+  if (!header.includes("'<f4'")) throw new Error(`${path}: not float32`);
+  const shape = header.match(/\(([^)]*)\)/)[1].split(',').filter((s) => s.trim()).map(Number);
+  const body = b.subarray(10 + headerLength);
+  return { shape, data: new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) };
+}
