@@ -19,6 +19,8 @@ pub enum Error {
     Data(String),
     /// Evaluation failed inside the engine.
     Run(String),
+    /// The caller cancelled a long computation.
+    Cancelled,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -43,6 +45,7 @@ impl fmt::Display for Error {
             Error::Input(why) => write!(f, "bad input: {why}"),
             Error::Data(why) => write!(f, "cannot read data: {why}"),
             Error::Run(why) => write!(f, "evaluation failed: {why}"),
+            Error::Cancelled => write!(f, "cancelled"),
         }
     }
 }

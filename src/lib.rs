@@ -1,11 +1,14 @@
 //! blindspot: load ONNX classifiers, classify and probe them; the core shared by the CLI and the page.
 
+pub mod attack;
 pub mod bench;
 pub mod digits;
 pub mod error;
 pub mod grad;
 pub mod image;
 pub mod model;
+pub mod rng;
+pub mod optim;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

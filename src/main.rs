@@ -10,6 +10,9 @@ blindspot: adversarial examples and the intriguing properties of neural networks
 USAGE:
     blindspot classify MODEL IMAGE... [--shape 1,1,28,28]
     blindspot grad MODEL INPUT.npy --target K [--objective ce|margin] [--out GRAD.npy]
+    blindspot attack MODEL INPUT.npy --target K|any [--method lbfgs|fgsm|pgd] [--out ADV.npy]
+                     [--max-iterations 150] [--c-steps 5] [--epsilon E] [--step S] [--steps N]
+                     [--norm linf|l2]
     blindspot bench grad [--ms 1000]
 
     MODEL   an ONNX classifier (models/*.onnx)
@@ -24,6 +27,15 @@ gradient with respect to the input: ce = cross-entropy of softmax(logits) agains
 margin = logit K minus the best other logit. It writes the gradient as a float32 .npy of the
 input's shape (--out, default grad.npy) and prints one JSON line:
 {\"objective\",\"value\",\"target\",\"logits\",\"out\"}.
+
+attack makes an adversarial example of INPUT.npy: --target K aims at class K, --target any at
+any class but the model's own answer for INPUT. lbfgs (default) is the paper's box-constrained
+L-BFGS with the search over c (--max-iterations per c, --c-steps bisection steps); fgsm takes one
+step of --epsilon (L-infinity, default 0.1); pgd takes up to --steps (default 100) steps of --step
+(default epsilon/10) inside the --norm ball of radius --epsilon (defaults: linf, 0.1; l2, 2.0).
+It writes the example as a float32 .npy (--out, default adv.npy) and prints one JSON line:
+{\"method\",\"target\",\"success\",\"label\",\"probabilities\",\"distortion\",\"l2\",\"linf\",
+\"iterations\",\"gradient_evaluations\",\"seconds\",\"c\",\"out\"}.
 
 bench grad prints a Markdown table: forward-only and forward + gradient evaluations per second
 for every model in models/models.json and the MobileNet- and ResNet-class test graphs, each
@@ -53,6 +65,7 @@ fn run(args: &[String]) -> Result<()> {
         "classify" => classify(&cli),
         "grad" => grad(&cli),
         "bench" => bench(&cli),
+        "attack" => attack(&cli),
         other => Err(Error::Input(format!("unknown command \"{other}\"\n\n{USAGE}"))),
     }
 }
@@ -154,6 +167,81 @@ fn grad(args: &Args) -> Result<()> {
         "value": eval.objective,
         "target": target,
         "logits": eval.logits,
+        "out": out,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+fn number<T: std::str::FromStr>(args: &Args, name: &str, default: T) -> Result<T> {
+    match args.option(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| Error::Input(format!("--{name} takes a number, not \"{v}\""))),
+    }
+}
+
+fn attack(args: &Args) -> Result<()> {
+    use blindspot::attack::{baselines, lbfgs, Goal};
+    args.refuse_unknown(&["target", "method", "out", "max-iterations", "c-steps", "epsilon", "step", "steps", "norm"])?;
+    let [model_path, input_path] = args.positional.as_slice() else {
+        return Err(Error::Input(format!("attack needs MODEL and INPUT.npy\n\n{USAGE}")));
+    };
+    let input: ndarray::ArrayD<f32> = ndarray_npy::read_npy(input_path)
+        .map_err(|e| Error::Data(format!("{input_path}: not a float32 .npy ({e})")))?;
+    let model = Classifier::load(&read(model_path)?, Some(input.shape()))?;
+    let x: Vec<f32> = input.iter().copied().collect();
+    let target = args.option("target").ok_or_else(|| Error::Input("attack needs --target K or --target any".into()))?;
+    let goal = match target {
+        "any" => Goal::Untargeted { label: model.classify(&x)?.label },
+        k => Goal::Target(k.parse().ok().filter(|&k| k < model.classes()).ok_or_else(|| {
+            Error::Input(format!("--target \"{k}\" is not a class (0..{}) or \"any\"", model.classes() - 1))
+        })?),
+    };
+    let method = args.option("method").unwrap_or("lbfgs");
+    let outcome = match method {
+        "lbfgs" => {
+            let defaults = lbfgs::Options::default();
+            let options = lbfgs::Options {
+                max_iterations: number(args, "max-iterations", defaults.max_iterations)?,
+                c_steps: number(args, "c-steps", defaults.c_steps)?,
+                ..defaults
+            };
+            lbfgs::attack(&model, &x, goal, &options, |_| true)?
+        }
+        "fgsm" => baselines::fgsm(&model, &x, goal, number(args, "epsilon", 0.1)?)?,
+        "pgd" => {
+            let norm = args.option("norm").unwrap_or("linf");
+            let epsilon = number(args, "epsilon", if norm == "l2" { 2.0 } else { 0.1 })?;
+            let budget = baselines::Budget {
+                epsilon,
+                step: number(args, "step", epsilon / 10.0)?,
+                iterations: number(args, "steps", 100)?,
+            };
+            match norm {
+                "linf" => baselines::pgd_linf(&model, &x, goal, &budget)?,
+                "l2" => baselines::pgd_l2(&model, &x, goal, &budget)?,
+                other => return Err(Error::Input(format!("--norm \"{other}\": use linf or l2"))),
+            }
+        }
+        other => return Err(Error::Input(format!("unknown method \"{other}\": use lbfgs, fgsm or pgd"))),
+    };
+    let out = args.option("out").unwrap_or("adv.npy");
+    let array = ndarray::ArrayD::from_shape_vec(input.shape(), outcome.adversarial.clone())
+        .map_err(|e| Error::Run(e.to_string()))?;
+    ndarray_npy::write_npy(out, &array).map_err(|e| Error::Data(format!("{out}: {e}")))?;
+    let line = serde_json::json!({
+        "method": method,
+        "target": match goal { Goal::Target(k) => serde_json::json!(k), Goal::Untargeted { .. } => serde_json::json!("any") },
+        "success": outcome.success,
+        "label": outcome.label,
+        "probabilities": outcome.probabilities,
+        "distortion": outcome.distortion,
+        "l2": outcome.l2,
+        "linf": outcome.linf,
+        "iterations": outcome.iterations,
+        "gradient_evaluations": outcome.gradient_evaluations,
+        "seconds": outcome.seconds,
+        "c": outcome.c,
         "out": out,
     });
     println!("{line}");

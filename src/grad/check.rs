@@ -4,26 +4,7 @@ use tract_onnx::tract_core::internal::*;
 
 use super::{GradientModel, Objective};
 
-/// A small deterministic generator (xorshift), so checks repeat exactly.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// Uniform in [-1, 1).
-    pub fn uniform(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    pub fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform()).collect()
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.uniform() + 1.0) / 2.0 * n as f32) as usize % n
-    }
-}
+pub use crate::rng::Rng;
 
 /// The worst disagreement found by [`finite_differences`].
 #[derive(Debug, Clone, Copy, PartialEq)]
