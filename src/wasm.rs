@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use wasm_bindgen::prelude::*;
 
+use crate::attack::{lbfgs, Goal, Outcome};
 use crate::grad::{Evaluation, GradientModel, Objective};
 use crate::{Classification, Classifier};
 
@@ -73,6 +74,36 @@ impl Model {
         Ok(Gradient(eval))
     }
 
+    /// The paper's L-BFGS attack on `pixels`: towards class `target`, or any class but the model's
+    /// own answer when `target` is negative. `progress(c, iteration, loss, distortion)` is called
+    /// after every L-BFGS iteration; returning `false` cancels.
+    pub fn attack(
+        &self,
+        pixels: &[f32],
+        target: i32,
+        max_iterations: usize,
+        c_steps: usize,
+        progress: &js_sys::Function,
+    ) -> Result<Attack, JsError> {
+        let goal = if target < 0 {
+            Goal::Untargeted { label: self.inner.classify(pixels).map_err(js_error)?.label }
+        } else {
+            Goal::Target(target as usize)
+        };
+        let options = lbfgs::Options { max_iterations, c_steps, ..Default::default() };
+        let outcome = lbfgs::attack(&self.inner, pixels, goal, &options, |p| {
+            let args = js_sys::Array::of4(
+                &p.c.into(),
+                &(p.iteration as f64).into(),
+                &p.loss.into(),
+                &p.distortion.into(),
+            );
+            progress.apply(&JsValue::NULL, &args).map(|v| v.as_bool() != Some(false)).unwrap_or(false)
+        })
+        .map_err(js_error)?;
+        Ok(Attack(outcome))
+    }
+
     /// Classifies one image of pixels in [0,1].
     pub fn classify(&self, pixels: &[f32]) -> Result<Prediction, JsError> {
         self.inner.classify(pixels).map(Prediction).map_err(js_error)
@@ -120,5 +151,67 @@ impl Gradient {
     #[wasm_bindgen(getter)]
     pub fn gradient(&self) -> Vec<f32> {
         self.0.gradient.clone()
+    }
+}
+
+/// An attack's result (see `attack::Outcome`).
+#[wasm_bindgen]
+pub struct Attack(Outcome);
+
+#[wasm_bindgen]
+impl Attack {
+    #[wasm_bindgen(getter)]
+    pub fn success(&self) -> bool {
+        self.0.success
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn label(&self) -> usize {
+        self.0.label
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn probabilities(&self) -> Vec<f32> {
+        self.0.probabilities.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn adversarial(&self) -> Vec<f32> {
+        self.0.adversarial.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn distortion(&self) -> f64 {
+        self.0.distortion
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn l2(&self) -> f64 {
+        self.0.l2
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn linf(&self) -> f64 {
+        self.0.linf
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn iterations(&self) -> usize {
+        self.0.iterations
+    }
+
+    #[wasm_bindgen(getter, js_name = gradientEvaluations)]
+    pub fn gradient_evaluations(&self) -> usize {
+        self.0.gradient_evaluations
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn seconds(&self) -> f64 {
+        self.0.seconds
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn c(&self) -> Option<f64> {
+        self.0.c
     }
 }

@@ -14,6 +14,10 @@ export class LabWorker {
     this.worker.onmessage = ({ data }) => {
       const request = this.pending.get(data.id);
       if (!request) return;
+      if (data.progress) {
+        request.onProgress?.(data.progress);
+        return;
+      }
       this.pending.delete(data.id);
       if (data.fatal) this.restart();
       if (data.error !== undefined) request.reject(new Error(data.error));
@@ -34,10 +38,10 @@ export class LabWorker {
     this.start();
   }
 
-  call(op, payload = {}, transfer = []) {
+  call(op, payload = {}, transfer = [], onProgress = undefined) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, onProgress });
       this.worker.postMessage({ id, op, ...payload }, transfer);
     });
   }
@@ -52,6 +56,24 @@ export class LabWorker {
   /** The objective ('ce' | 'margin' against `target`) and its input gradient at `pixels`. */
   gradient(key, objective, pixels, target) {
     return this.call('gradient', { key, objective, pixels, target });
+  }
+
+  /**
+   * The paper's L-BFGS attack towards `target` (or any other class when null); `onProgress`
+   * receives { c, iteration, loss, distortion }. Resolves to the outcome; `cancel()` rejects it.
+   */
+  attack(key, pixels, target, options = {}, onProgress = undefined) {
+    return this.call('attack', { key, pixels, target, ...options }, [], onProgress);
+  }
+
+  /**
+   * Stops whatever the worker is computing: a running wasm call cannot be interrupted, so the
+   * worker is replaced (models are loaded again on their next use) and pending requests reject.
+   */
+  cancel() {
+    for (const r of this.pending.values()) r.reject(new Error('cancelled'));
+    this.pending.clear();
+    this.restart();
   }
 
   /** Forward and forward+gradient evaluations per second, each timed for about `ms`. */

@@ -38,6 +38,25 @@ const ops = {
     g.free();
     return result;
   },
+  /** The paper's L-BFGS attack; progress goes to the page at most every 50 ms. */
+  attack({ id, key, pixels, target, maxIterations = 150, cSteps = 5 }) {
+    let last = 0;
+    const a = loaded(key).attack(pixels, target ?? -1, maxIterations, cSteps, (c, iteration, loss, distortion) => {
+      const now = performance.now();
+      if (now - last > 50) {
+        last = now;
+        self.postMessage({ id, progress: { c, iteration, loss, distortion } });
+      }
+      return true;
+    });
+    const result = {
+      success: a.success, label: a.label, probabilities: Array.from(a.probabilities),
+      adversarial: Array.from(a.adversarial), distortion: a.distortion, l2: a.l2, linf: a.linf,
+      iterations: a.iterations, gradientEvaluations: a.gradientEvaluations, seconds: a.seconds, c: a.c,
+    };
+    a.free();
+    return result;
+  },
   /** Forward-only and forward+gradient evaluations per second on `pixels`. */
   bench({ key, pixels, ms = 1000 }) {
     const model = loaded(key);
