@@ -9,6 +9,7 @@ pub mod image;
 pub mod model;
 pub mod rng;
 pub mod optim;
+pub mod paper;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

@@ -13,6 +13,7 @@ USAGE:
     blindspot attack MODEL INPUT.npy --target K|any [--method lbfgs|fgsm|pgd] [--out ADV.npy]
                      [--max-iterations 150] [--c-steps 5] [--epsilon E] [--step S] [--steps N]
                      [--norm linf|l2]
+    blindspot table1 [--n 1000] [--seed 2013] [--models id,id,...]
     blindspot bench grad [--ms 1000]
 
     MODEL   an ONNX classifier (models/*.onnx)
@@ -36,6 +37,10 @@ step of --epsilon (L-infinity, default 0.1); pgd takes up to --steps (default 10
 It writes the example as a float32 .npy (--out, default adv.npy) and prints one JSON line:
 {\"method\",\"target\",\"success\",\"label\",\"probabilities\",\"distortion\",\"l2\",\"linf\",
 \"iterations\",\"gradient_evaluations\",\"seconds\",\"c\",\"out\"}.
+
+table1 reproduces the paper's Table 1 for the MNIST models of models/models.json: train and test
+error from the model cards, and the average distortion of the L-BFGS attack over the first --n
+test digits, each towards a seeded random other class; Markdown, the paper's figures beside ours.
 
 bench grad prints a Markdown table: forward-only and forward + gradient evaluations per second
 for every model in models/models.json and the MobileNet- and ResNet-class test graphs, each
@@ -66,6 +71,7 @@ fn run(args: &[String]) -> Result<()> {
         "grad" => grad(&cli),
         "bench" => bench(&cli),
         "attack" => attack(&cli),
+        "table1" => table1(&cli),
         other => Err(Error::Input(format!("unknown command \"{other}\"\n\n{USAGE}"))),
     }
 }
@@ -245,6 +251,53 @@ fn attack(args: &Args) -> Result<()> {
         "out": out,
     });
     println!("{line}");
+    Ok(())
+}
+
+fn manifest() -> Result<Vec<serde_json::Value>> {
+    let json: serde_json::Value = serde_json::from_slice(&read("models/models.json")?)
+        .map_err(|e| Error::Data(format!("models/models.json: {e}")))?;
+    Ok(json["models"].as_array().cloned().unwrap_or_default())
+}
+
+fn percent(v: &serde_json::Value) -> String {
+    v.as_f64().map(|e| format!("{:.2}%", e * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+fn table1(args: &Args) -> Result<()> {
+    args.refuse_unknown(&["n", "seed", "models"])?;
+    let n: usize = number(args, "n", 1000)?;
+    let seed: u64 = number(args, "seed", 2013)?;
+    let table1 = ["fc10-1e-4", "fc10-1e-2", "fc10-1", "fc100-100-10", "fc200-200-10", "ae400-10"];
+    let wanted: Vec<String> = match args.option("models") {
+        Some(list) => list.split(',').map(str::to_string).collect(),
+        None => table1.iter().map(|s| s.to_string()).collect(),
+    };
+    let pack = blindspot::DigitPack::parse(&read("models/data/mnist-test-10k.bin")?)?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let options = blindspot::attack::lbfgs::Options::default();
+    println!("| model | train err | test err | av. min. distortion | successes | paper train err | paper test err | paper distortion |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let models = manifest()?;
+    for id in &wanted {
+        let m = models.iter().find(|m| m["id"] == id.as_str())
+            .ok_or_else(|| Error::Input(format!("no model \"{id}\" in models/models.json")))?;
+        let model = Classifier::load(&read(&format!("models/{}", m["file"].as_str().unwrap_or_default()))?, None)?;
+        let row = blindspot::paper::average_distortion(&model, &pack, n, seed, &options, threads)?;
+        let paper = &m["paper"];
+        println!(
+            "| {} | {} | {} | {:.4} | {}/{} | {} | {} | {} |",
+            m["name"].as_str().unwrap_or(id),
+            percent(&m["train_error"]),
+            percent(&m["test_error"]),
+            row.mean_distortion,
+            row.successes,
+            row.digits,
+            percent(&paper["train_error"]),
+            percent(&paper["test_error"]),
+            paper["distortion"].as_f64().map(|d| format!("{d}")).unwrap_or_else(|| "-".into()),
+        );
+    }
     Ok(())
 }
 

@@ -79,3 +79,43 @@ fn grad_refuses_bad_arguments_clearly() {
     assert!(!ok);
     assert!(err.contains("input shape [1, 3, 28, 28] does not fit the graph"), "{err}");
 }
+
+#[test]
+fn table1_prints_markdown_with_the_papers_figures() {
+    let (ok, out, err) = blindspot(&["table1", "--n", "6", "--models", "fc10-1,fc100-100-10"]);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(rows[0].starts_with("| model | train err | test err | av. min. distortion"));
+    assert!(rows[2].starts_with("| FC10(1) | 21.68% | 20.31% | 0."), "{}", rows[2]);
+    assert!(rows[2].ends_with("| 6/6 | 21.20% | 20.00% | 0.14 |"), "{}", rows[2]);
+    let distortion: f64 = rows[3].split('|').nth(4).unwrap().trim().parse().unwrap();
+    assert!(distortion > 0.01 && distortion < 0.15, "{}", rows[3]);
+}
+
+#[test]
+fn attack_writes_an_example_that_reaches_the_target() {
+    let dir = temp_dir("attack");
+    let input = digit_npy(&dir);
+    let out_path = dir.join("adv.npy");
+    let (ok, out, err) = blindspot(&["attack", "models/fc10-1e-4.onnx", &input, "--target", "3", "--out", out_path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let line: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["success"], true);
+    assert_eq!(line["label"], 3);
+    let adv: ndarray::ArrayD<f32> = ndarray_npy::read_npy(&out_path).unwrap();
+    let model = blindspot::Classifier::load(&std::fs::read(format!("{ROOT}/models/fc10-1e-4.onnx")).unwrap(), None).unwrap();
+    assert_eq!(model.classify(adv.as_slice().unwrap()).unwrap().label, 3);
+    assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)));
+    for method in [&["--method", "fgsm", "--epsilon", "0.2"][..], &["--method", "pgd", "--norm", "l2", "--epsilon", "3"][..]] {
+        let mut a = vec!["attack", "models/fc10-1e-4.onnx", input.as_str(), "--target", "any", "--out", out_path.to_str().unwrap()];
+        a.extend_from_slice(method);
+        let (ok, out, err) = blindspot(&a);
+        assert!(ok, "{err}");
+        let line: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(line["target"], "any");
+        assert_eq!(line["method"], method[1]);
+    }
+    let (ok, _, err) = blindspot(&["attack", "models/fc10-1e-4.onnx", &input, "--target", "3", "--method", "deepfool"]);
+    assert!(!ok && err.contains("unknown method \"deepfool\""), "{err}");
+}
