@@ -13,7 +13,8 @@ USAGE:
     blindspot attack MODEL INPUT.npy --target K|any [--method lbfgs|fgsm|pgd] [--out ADV.npy]
                      [--max-iterations 150] [--c-steps 5] [--epsilon E] [--step S] [--steps N]
                      [--norm linf|l2]
-    blindspot table1 [--n 1000] [--seed 2013] [--models id,id,...]
+    blindspot table1 [--n 1000] [--seed 2013] [--models id,id,...] [--csv FILE]
+    blindspot serve-loss MODEL
     blindspot bench grad [--ms 1000]
 
     MODEL   an ONNX classifier (models/*.onnx)
@@ -41,6 +42,11 @@ It writes the example as a float32 .npy (--out, default adv.npy) and prints one 
 table1 reproduces the paper's Table 1 for the MNIST models of models/models.json: train and test
 error from the model cards, and the average distortion of the L-BFGS attack over the first --n
 test digits, each towards a seeded random other class; Markdown, the paper's figures beside ours.
+--csv FILE also writes one line per attack: model,digit,label,target,success,distortion.
+
+serve-loss is for reference checks (tools/reference_attack.py): it reads frames from stdin, each a
+little-endian u32 target then the input as float32, and answers each with the attack's loss
+(cross-entropy against the target) as a float64, then its gradient and the logits as float32.
 
 bench grad prints a Markdown table: forward-only and forward + gradient evaluations per second
 for every model in models/models.json and the MobileNet- and ResNet-class test graphs, each
@@ -72,6 +78,7 @@ fn run(args: &[String]) -> Result<()> {
         "bench" => bench(&cli),
         "attack" => attack(&cli),
         "table1" => table1(&cli),
+        "serve-loss" => serve_loss(&cli),
         other => Err(Error::Input(format!("unknown command \"{other}\"\n\n{USAGE}"))),
     }
 }
@@ -265,7 +272,8 @@ fn percent(v: &serde_json::Value) -> String {
 }
 
 fn table1(args: &Args) -> Result<()> {
-    args.refuse_unknown(&["n", "seed", "models"])?;
+    args.refuse_unknown(&["n", "seed", "models", "csv"])?;
+    let mut csv = String::from("model,digit,label,target,success,distortion\n");
     let n: usize = number(args, "n", 1000)?;
     let seed: u64 = number(args, "seed", 2013)?;
     let table1 = ["fc10-1e-4", "fc10-1e-2", "fc10-1", "fc100-100-10", "fc200-200-10", "ae400-10"];
@@ -284,6 +292,9 @@ fn table1(args: &Args) -> Result<()> {
             .ok_or_else(|| Error::Input(format!("no model \"{id}\" in models/models.json")))?;
         let model = Classifier::load(&read(&format!("models/{}", m["file"].as_str().unwrap_or_default()))?, None)?;
         let row = blindspot::paper::average_distortion(&model, &pack, n, seed, &options, threads)?;
+        for a in &row.attacks {
+            csv.push_str(&format!("{id},{},{},{},{},{}\n", a.digit, a.label, a.target, a.success, a.distortion));
+        }
         let paper = &m["paper"];
         println!(
             "| {} | {} | {} | {:.4} | {}/{} | {} | {} | {} |",
@@ -297,6 +308,34 @@ fn table1(args: &Args) -> Result<()> {
             percent(&paper["test_error"]),
             paper["distortion"].as_f64().map(|d| format!("{d}")).unwrap_or_else(|| "-".into()),
         );
+    }
+    if let Some(path) = args.option("csv") {
+        std::fs::write(path, csv).map_err(|e| Error::Data(format!("{path}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn serve_loss(args: &Args) -> Result<()> {
+    use std::io::{Read, Write};
+    args.refuse_unknown(&[])?;
+    let [model_path] = args.positional.as_slice() else {
+        return Err(Error::Input(format!("serve-loss needs MODEL\n\n{USAGE}")));
+    };
+    let model = Classifier::load(&read(model_path)?, None)?;
+    let n = model.image_len();
+    let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
+    let mut losses: std::collections::HashMap<usize, blindspot::attack::Loss> = Default::default();
+    let mut frame = vec![0u8; 4 + 4 * n];
+    while stdin.read_exact(&mut frame).is_ok() {
+        let target = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+        let x: Vec<f32> = frame[4..].chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        if !losses.contains_key(&target) {
+            losses.insert(target, blindspot::attack::Loss::new(&model, blindspot::attack::Goal::Target(target))?);
+        }
+        let at = losses.get_mut(&target).unwrap().at(&x)?;
+        let mut reply = at.value.to_le_bytes().to_vec();
+        reply.extend(at.gradient.iter().chain(&at.logits).flat_map(|v| v.to_le_bytes()));
+        stdout.write_all(&reply).and_then(|_| stdout.flush()).map_err(|e| Error::Run(e.to_string()))?;
     }
     Ok(())
 }

@@ -13,6 +13,18 @@ pub struct DistortionRow {
     /// Mean distortion over the successful attacks.
     pub mean_distortion: f64,
     pub seconds: f64,
+    /// Each attack, in digit order.
+    pub attacks: Vec<Attacked>,
+}
+
+/// One digit's attack in a table run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attacked {
+    pub digit: usize,
+    pub label: usize,
+    pub target: usize,
+    pub success: bool,
+    pub distortion: f64,
 }
 
 /// The target of digit `index` for the tables: a seeded random class other than its label.
@@ -33,16 +45,16 @@ pub fn average_distortion(
     let started = crate::attack::Instant::now();
     let n = n.min(pack.len());
     let threads = threads.clamp(1, n.max(1));
-    let results: Vec<Result<Vec<(bool, f64)>>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Vec<Attacked>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
                     let mut out = vec![];
                     for i in (t..n).step_by(threads) {
                         let label = pack.labels[i] as usize;
-                        let goal = Goal::Target(target_for(label, i, seed, model.classes()));
-                        let o = lbfgs::attack(model, &pack.input(i), goal, options, |_| true)?;
-                        out.push((o.success, o.distortion));
+                        let target = target_for(label, i, seed, model.classes());
+                        let o = lbfgs::attack(model, &pack.input(i), Goal::Target(target), options, |_| true)?;
+                        out.push(Attacked { digit: i, label, target, success: o.success, distortion: o.distortion });
                     }
                     Ok(out)
                 })
@@ -50,21 +62,19 @@ pub fn average_distortion(
             .collect();
         handles.into_iter().map(|h| h.join().expect("an attack thread panicked")).collect()
     });
-    let mut successes = 0;
-    let mut total = 0.0;
+    let mut attacks = vec![];
     for r in results {
-        for (success, d) in r? {
-            if success {
-                successes += 1;
-                total += d;
-            }
-        }
+        attacks.extend(r?);
     }
+    attacks.sort_by_key(|a| a.digit);
+    let successes = attacks.iter().filter(|a| a.success).count();
+    let total: f64 = attacks.iter().filter(|a| a.success).map(|a| a.distortion).sum();
     Ok(DistortionRow {
         digits: n,
         successes,
         mean_distortion: if successes > 0 { total / successes as f64 } else { f64::NAN },
         seconds: started.elapsed().as_secs_f64(),
+        attacks,
     })
 }
 
