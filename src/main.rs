@@ -14,6 +14,8 @@ USAGE:
                      [--max-iterations 150] [--c-steps 5] [--epsilon E] [--step S] [--steps N]
                      [--norm linf|l2]
     blindspot table1 [--n 1000] [--seed 2013] [--models id,id,...] [--csv FILE]
+    blindspot table2 [--n 1000] [--seed 2013]
+    blindspot table3 [--n 1000] [--seed 2013]
     blindspot serve-loss MODEL
     blindspot bench grad [--ms 1000]
 
@@ -43,6 +45,11 @@ table1 reproduces the paper's Table 1 for the MNIST models of models/models.json
 error from the model cards, and the average distortion of the L-BFGS attack over the first --n
 test digits, each towards a seeded random other class; Markdown, the paper's figures beside ours.
 --csv FILE also writes one line per attack: model,digit,label,target,success,distortion.
+
+table2 is the paper's Table 2: adversarial examples made (as in table1) for each Table 1 model,
+and Gaussian noise of stddev 0.1 and 0.3, fed to every Table 1 model; each cell the error rate.
+table3 is Tables 3-4: examples made for FC100-100-10 trained on P1, fed to FC123-456-10 (P1) and
+FC100-100-10' (P2), plain and amplified to distortion 0.1, beside Gaussian noise of stddev 0.1.
 
 serve-loss is for reference checks (tools/reference_attack.py): it reads frames from stdin, each a
 little-endian u32 target then the input as float32, and answers each with the attack's loss
@@ -79,6 +86,8 @@ fn run(args: &[String]) -> Result<()> {
         "attack" => attack(&cli),
         "table1" => table1(&cli),
         "serve-loss" => serve_loss(&cli),
+        "table2" => table2(&cli),
+        "table3" => table3(&cli),
         other => Err(Error::Input(format!("unknown command \"{other}\"\n\n{USAGE}"))),
     }
 }
@@ -311,6 +320,100 @@ fn table1(args: &Args) -> Result<()> {
     }
     if let Some(path) = args.option("csv") {
         std::fs::write(path, csv).map_err(|e| Error::Data(format!("{path}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Loads a model of models/models.json by id, with its manifest entry.
+fn load_by_id(models: &[serde_json::Value], id: &str) -> Result<(Classifier, serde_json::Value)> {
+    let m = models
+        .iter()
+        .find(|m| m["id"] == id)
+        .ok_or_else(|| Error::Input(format!("no model \"{id}\" in models/models.json")))?;
+    let model = Classifier::load(&read(&format!("models/{}", m["file"].as_str().unwrap_or_default()))?, None)?;
+    Ok((model, m.clone()))
+}
+
+fn table_args(args: &Args) -> Result<(usize, u64, blindspot::DigitPack, usize)> {
+    args.refuse_unknown(&["n", "seed"])?;
+    let pack = blindspot::DigitPack::parse(&read("models/data/mnist-test-10k.bin")?)?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    Ok((number(args, "n", 1000)?, number(args, "seed", 2013)?, pack, threads))
+}
+
+fn table2(args: &Args) -> Result<()> {
+    use blindspot::paper;
+    let (n, seed, pack, threads) = table_args(args)?;
+    let ids = ["fc10-1e-4", "fc10-1e-2", "fc10-1", "fc100-100-10", "fc200-200-10", "ae400-10"];
+    // the paper's Table 2 as quoted in shared/PAPER.md: (row, column) -> error rate
+    let quoted: &[(&str, &str, &str)] = &[
+        ("fc10-1e-4", "fc10-1e-4", "100%"), ("fc10-1e-4", "fc100-100-10", "2%"), ("fc10-1e-4", "ae400-10", "2.7%"),
+        ("fc10-1e-2", "fc10-1e-4", "87.1%"), ("fc10-1e-2", "fc100-100-10", "35.9%"), ("fc10-1e-2", "ae400-10", "9.8%"),
+        ("fc10-1", "fc10-1e-4", "71.9%"), ("fc10-1", "fc100-100-10", "48.1%"), ("fc10-1", "ae400-10", "34.4%"),
+        ("fc100-100-10", "fc10-1e-4", "28.9%"), ("fc100-100-10", "fc100-100-10", "100%"), ("fc100-100-10", "ae400-10", "2%"),
+        ("fc200-200-10", "fc10-1e-4", "38.2%"), ("fc200-200-10", "fc100-100-10", "20.3%"), ("fc200-200-10", "ae400-10", "2.7%"),
+        ("noise 0.1", "fc10-1e-4", "5.0%"), ("noise 0.1", "fc100-100-10", "0%"), ("noise 0.1", "ae400-10", "0.8%"),
+        ("noise 0.3", "fc10-1e-4", "15.6%"), ("noise 0.3", "fc100-100-10", "5%"), ("noise 0.3", "ae400-10", "3.1%"),
+    ];
+    let models = manifest()?;
+    let loaded: Vec<(Classifier, serde_json::Value)> = ids.iter().map(|id| load_by_id(&models, id)).collect::<Result<_>>()?;
+    let options = blindspot::attack::lbfgs::Options::default();
+    let labels: Vec<usize> = (0..n.min(pack.len())).map(|i| pack.labels[i] as usize).collect();
+    let mut rows: Vec<(String, String, Vec<Vec<f32>>)> = vec![];
+    for (id, (model, m)) in ids.iter().zip(&loaded) {
+        let run = paper::average_distortion(model, &pack, n, seed, &options, threads)?;
+        let name = format!("{} (distortion {:.3})", m["name"].as_str().unwrap_or(id), run.mean_distortion);
+        rows.push((id.to_string(), name, run.attacks.into_iter().map(|a| a.adversarial).collect()));
+    }
+    let mut rng = blindspot::rng::Rng(seed);
+    for stddev in [0.1, 0.3] {
+        rows.push((format!("noise {stddev}"), format!("Gaussian noise, stddev {stddev}"), paper::noisy(&pack, n, stddev, &mut rng)));
+    }
+    let header: Vec<String> = loaded.iter().map(|(_, m)| m["name"].as_str().unwrap_or("?").to_string()).collect();
+    println!("Error rate on examples made for the row's model (or noise), fed to the column's model; the paper's figure in brackets where shared/PAPER.md quotes it. {} test digits.\n", labels.len());
+    println!("| made for | {} |", header.join(" | "));
+    println!("|---|{}", "---:|".repeat(header.len()));
+    for (row_id, row_name, images) in &rows {
+        let mut cells = vec![];
+        for (col_id, (model, _)) in ids.iter().zip(&loaded) {
+            let rate = paper::error_rate(model, images, &labels)?;
+            let quote = quoted.iter().find(|(r, c, _)| r == row_id && c == col_id).map(|(_, _, q)| format!(" ({q})")).unwrap_or_default();
+            cells.push(format!("{:.1}%{quote}", rate * 100.0));
+        }
+        println!("| {row_name} | {} |", cells.join(" | "));
+    }
+    Ok(())
+}
+
+fn table3(args: &Args) -> Result<()> {
+    use blindspot::paper;
+    let (n, seed, pack, threads) = table_args(args)?;
+    let models = manifest()?;
+    let (source, _) = load_by_id(&models, "fc100-100-10-p1")?;
+    let (other_net, _) = load_by_id(&models, "fc123-456-10-p1")?;
+    let (other_data, _) = load_by_id(&models, "fc100-100-10-p2")?;
+    let options = blindspot::attack::lbfgs::Options::default();
+    let run = paper::average_distortion(&source, &pack, n, seed, &options, threads)?;
+    let labels: Vec<usize> = run.attacks.iter().map(|a| a.label).collect();
+    let plain: Vec<Vec<f32>> = run.attacks.iter().map(|a| a.adversarial.clone()).collect();
+    let amplified: Vec<Vec<f32>> = run.attacks.iter().map(|a| paper::amplified(&pack.input(a.digit), &a.adversarial, 0.1)).collect();
+    let noise = paper::noisy(&pack, n, 0.1, &mut blindspot::rng::Rng(seed));
+    println!("Examples made for FC100-100-10 trained on P1 (first 30,000 training digits), {} test digits; error rate induced, the paper's figure in brackets.\n", labels.len());
+    println!("| examples | distortion | FC100-100-10 (P1) | FC123-456-10 (P1) | FC100-100-10' (P2) |");
+    println!("|---|---:|---:|---:|---:|");
+    let mean_distortion = |images: &[Vec<f32>]| -> f64 {
+        images.iter().zip(&run.attacks).map(|(x, a)| blindspot::attack::metrics::distortion(&pack.input(a.digit), x)).sum::<f64>() / images.len().max(1) as f64
+    };
+    for (name, images, quotes) in [
+        ("adversarial", &plain, [" (100%)", " (26.2%)", " (5.9%)"]),
+        ("amplified to distortion 0.1", &amplified, ["", " (98%)", " (43%)"]),
+        ("Gaussian noise, stddev 0.1", &noise, ["", " (2.6-2.8%)", " (2.6-2.8%)"]),
+    ] {
+        let mut cells = vec![];
+        for (model, quote) in [&source, &other_net, &other_data].into_iter().zip(quotes) {
+            cells.push(format!("{:.1}%{quote}", paper::error_rate(model, images, &labels)? * 100.0));
+        }
+        println!("| {name} | {:.3} | {} |", mean_distortion(images), cells.join(" | "));
     }
     Ok(())
 }

@@ -119,3 +119,23 @@ fn attack_writes_an_example_that_reaches_the_target() {
     let (ok, _, err) = blindspot(&["attack", "models/fc10-1e-4.onnx", &input, "--target", "3", "--method", "deepfool"]);
     assert!(!ok && err.contains("unknown method \"deepfool\""), "{err}");
 }
+
+#[test]
+fn table2_and_table3_print_transfer_tables() {
+    let (ok, out, err) = blindspot(&["table2", "--n", "5"]);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 2 + 6 + 2, "{out}");
+    // examples made for a model fool that model every time
+    assert!(rows[2].starts_with("| FC10(1e-4) (distortion 0.") && rows[2].contains("| 100.0% (100%) |"), "{}", rows[2]);
+    assert!(rows[9].starts_with("| Gaussian noise, stddev 0.3 |"), "{}", rows[9]);
+    let (ok, out, err) = blindspot(&["table3", "--n", "5"]);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 5, "{out}");
+    assert!(rows[2].starts_with("| adversarial | 0.") && rows[2].contains("| 100.0% (100%) |"), "{}", rows[2]);
+    // scaled to distortion 0.1, then clipped to the box, which can only shrink it
+    assert!(rows[3].starts_with("| amplified to distortion 0.1 |"), "{}", rows[3]);
+    let d: f64 = rows[3].split('|').nth(2).unwrap().trim().parse().unwrap();
+    assert!((0.09..=0.1).contains(&d), "{}", rows[3]);
+}
