@@ -432,10 +432,13 @@ fn serve_loss(args: &Args) -> Result<()> {
     while stdin.read_exact(&mut frame).is_ok() {
         let target = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
         let x: Vec<f32> = frame[4..].chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-        if !losses.contains_key(&target) {
-            losses.insert(target, blindspot::attack::Loss::new(&model, blindspot::attack::Goal::Target(target))?);
-        }
-        let at = losses.get_mut(&target).unwrap().at(&x)?;
+        let loss = match losses.entry(target) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(blindspot::attack::Loss::new(&model, blindspot::attack::Goal::Target(target))?)
+            }
+        };
+        let at = loss.at(&x)?;
         let mut reply = at.value.to_le_bytes().to_vec();
         reply.extend(at.gradient.iter().chain(&at.logits).flat_map(|v| v.to_le_bytes()));
         stdout.write_all(&reply).and_then(|_| stdout.flush()).map_err(|e| Error::Run(e.to_string()))?;

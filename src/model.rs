@@ -54,7 +54,7 @@ impl Classifier {
             Some(s) => s.to_vec(),
             None => declared_shape(&model)?,
         };
-        if shape.iter().any(|&d| d == 0) {
+        if shape.contains(&0) {
             return Err(Error::Model(format!("input shape {shape:?} has an empty dimension")));
         }
         model
@@ -130,7 +130,7 @@ impl Classifier {
     /// Images are run `batch()` at a time; a short last batch is padded with zeros.
     pub fn logits(&self, images: &[f32]) -> Result<Vec<Vec<f32>>> {
         let per = self.image_len();
-        if images.is_empty() || images.len() % per != 0 {
+        if images.is_empty() || !images.len().is_multiple_of(per) {
             return Err(Error::Input(format!(
                 "{} values do not make whole images of {} values (input shape {:?})",
                 images.len(),
@@ -251,7 +251,7 @@ fn classes_of(model: &TypedModel, batch: usize) -> Result<usize> {
         return Err(Error::Model(format!("the output is {:?}, not float32 scores", fact.datum_type)));
     }
     let total: usize = dims.iter().product();
-    if total == 0 || total % batch != 0 || dims.first() != Some(&batch) && batch != 1 {
+    if total == 0 || !total.is_multiple_of(batch) || dims.first() != Some(&batch) && batch != 1 {
         return Err(Error::Model(format!(
             "the output shape {dims:?} is not one score vector per image (batch {batch})"
         )));

@@ -1,6 +1,6 @@
 //! The baselines: FGSM, iterated FGSM / PGD in L-infinity and L2, Gaussian noise of a given size.
 
-use super::{check_input, outcome, Goal, Instant, Loss, Outcome};
+use super::{check_input, outcome, Goal, Instant, Loss, Outcome, Spent};
 use crate::rng::Rng;
 use crate::{Classifier, Result};
 
@@ -27,7 +27,7 @@ pub fn fgsm(classifier: &Classifier, x: &[f32], goal: Goal, epsilon: f64) -> Res
     let adversarial: Vec<f32> =
         x.iter().zip(&g).map(|(&v, &d)| clamp_box(v as f64 - epsilon * d.signum() as f64)).collect();
     let logits = classifier.classify(&adversarial)?.logits;
-    Ok(outcome(x, adversarial, &logits, goal, 1, loss.evaluations, started, None))
+    Ok(outcome(x, adversarial, &logits, goal, Spent { iterations: 1, gradient_evaluations: loss.evaluations, started }, None))
 }
 
 /// Projected gradient descent (iterated FGSM) in the L-infinity ball of radius epsilon around x,
@@ -76,7 +76,7 @@ fn pgd(
         iterations += 1;
         at = loss.at(&adversarial)?;
     }
-    Ok(outcome(x, adversarial, &at.logits, goal, iterations, loss.evaluations, started, None))
+    Ok(outcome(x, adversarial, &at.logits, goal, Spent { iterations, gradient_evaluations: loss.evaluations, started }, None))
 }
 
 /// x plus Gaussian noise of standard deviation `stddev` per pixel, clipped to the box (the
@@ -86,7 +86,7 @@ pub fn gaussian_noise(classifier: &Classifier, x: &[f32], goal: Goal, stddev: f6
     let started = Instant::now();
     let adversarial: Vec<f32> = x.iter().map(|&v| clamp_box(v as f64 + stddev * rng.gaussian() as f64)).collect();
     let logits = classifier.classify(&adversarial)?.logits;
-    Ok(outcome(x, adversarial, &logits, goal, 0, 0, started, None))
+    Ok(outcome(x, adversarial, &logits, goal, Spent { iterations: 0, gradient_evaluations: 0, started }, None))
 }
 
 /// Gaussian noise scaled so that its distortion (before clipping to the box) is `distortion`:
@@ -98,5 +98,5 @@ pub fn noise_of_distortion(classifier: &Classifier, x: &[f32], goal: Goal, disto
     let rms = (noise.iter().map(|n| n * n).sum::<f64>() / noise.len() as f64).sqrt().max(1e-12);
     let adversarial: Vec<f32> = x.iter().zip(&noise).map(|(&v, n)| clamp_box(v as f64 + n * distortion / rms)).collect();
     let logits = classifier.classify(&adversarial)?.logits;
-    Ok(outcome(x, adversarial, &logits, goal, 0, 0, started, None))
+    Ok(outcome(x, adversarial, &logits, goal, Spent { iterations: 0, gradient_evaluations: 0, started }, None))
 }

@@ -11,7 +11,7 @@
 //!   larger one fails, then bisects (geometric means) between them, and keeps the success with
 //!   the least distortion among all runs.
 
-use super::{check_input, metrics, outcome, Goal, Instant, Loss, Outcome};
+use super::{check_input, metrics, outcome, Goal, Instant, Loss, Outcome, Spent};
 use crate::optim::lbfgsb::{self, Stop};
 use crate::{Classifier, Error, Result};
 
@@ -114,7 +114,8 @@ pub fn attack(
     let evaluations = loss.evaluations;
     match (best, last) {
         (Some((run, c, _)), _) | (None, Some((run, c))) => {
-            Ok(outcome(x, run.adversarial, &run.logits, goal, iterations, evaluations, started, Some(c)))
+            let spent = Spent { iterations, gradient_evaluations: evaluations, started };
+            Ok(outcome(x, run.adversarial, &run.logits, goal, spent, Some(c)))
         }
         (None, None) => Err(Error::Run("the attack made no attempt".into())),
     }

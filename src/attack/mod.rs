@@ -90,17 +90,16 @@ impl Loss {
     }
 }
 
-/// The outcome fields that depend only on x, x' and the model's logits at x'.
-pub(crate) fn outcome(
-    x: &[f32],
-    adversarial: Vec<f32>,
-    logits: &[f32],
-    goal: Goal,
-    iterations: usize,
-    gradient_evaluations: usize,
-    started: Instant,
-    c: Option<f64>,
-) -> Outcome {
+/// What an attack spent: steps, gradients, time since it started.
+pub(crate) struct Spent {
+    pub iterations: usize,
+    pub gradient_evaluations: usize,
+    pub started: Instant,
+}
+
+/// The outcome of `adversarial` (with the model's `logits` there) as an example of `x` for `goal`.
+pub(crate) fn outcome(x: &[f32], adversarial: Vec<f32>, logits: &[f32], goal: Goal, spent: Spent, c: Option<f64>) -> Outcome {
+    let Spent { iterations, gradient_evaluations, started } = spent;
     let label = argmax(logits);
     Outcome {
         success: goal.reached(label),
