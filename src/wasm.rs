@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use wasm_bindgen::prelude::*;
 
-use crate::attack::{lbfgs, Goal, Outcome};
+use crate::attack::{baselines, lbfgs, Goal, Outcome};
 use crate::grad::{Evaluation, GradientModel, Objective};
 use crate::{Classification, Classifier};
 
@@ -85,11 +85,7 @@ impl Model {
         c_steps: usize,
         progress: &js_sys::Function,
     ) -> Result<Attack, JsError> {
-        let goal = if target < 0 {
-            Goal::Untargeted { label: self.inner.classify(pixels).map_err(js_error)?.label }
-        } else {
-            Goal::Target(target as usize)
-        };
+        let goal = self.goal(pixels, target)?;
         let options = lbfgs::Options { max_iterations, c_steps, ..Default::default() };
         let outcome = lbfgs::attack(&self.inner, pixels, goal, &options, |p| {
             let args = js_sys::Array::of4(
@@ -102,6 +98,27 @@ impl Model {
         })
         .map_err(js_error)?;
         Ok(Attack(outcome))
+    }
+
+    /// FGSM (`steps` = 0) or PGD (`steps` > 0, in the L-infinity ball, or L2 when `l2`) of radius
+    /// `epsilon`, towards `target` or, when negative, away from the model's own answer.
+    pub fn baseline(&self, pixels: &[f32], target: i32, epsilon: f64, steps: usize, l2: bool) -> Result<Attack, JsError> {
+        let goal = self.goal(pixels, target)?;
+        let budget = baselines::Budget { epsilon, step: epsilon / 10.0, iterations: steps };
+        let outcome = match (steps, l2) {
+            (0, _) => baselines::fgsm(&self.inner, pixels, goal, epsilon),
+            (_, false) => baselines::pgd_linf(&self.inner, pixels, goal, &budget),
+            (_, true) => baselines::pgd_l2(&self.inner, pixels, goal, &budget),
+        };
+        Ok(Attack(outcome.map_err(js_error)?))
+    }
+
+    fn goal(&self, pixels: &[f32], target: i32) -> Result<Goal, JsError> {
+        Ok(if target < 0 {
+            Goal::Untargeted { label: self.inner.classify(pixels).map_err(js_error)?.label }
+        } else {
+            Goal::Target(target as usize)
+        })
     }
 
     /// Classifies one image of pixels in [0,1].

@@ -1,12 +1,15 @@
 // The page: model picker, test-digit gallery, classification with probability bars.
 import { LabWorker } from './client.js';
 import { parseDigitPack } from './digits.js';
-import { drawGrey } from './draw.js';
+import { drawCurve, drawDifference, drawGrey, drawUnit } from './draw.js';
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;
 const lab = new LabWorker();
-const state = { models: [], model: null, ready: null, pack: null, digit: 0, shown: 0, generation: 0 };
+const state = {
+  models: [], model: null, ready: null, pack: null, digit: 0, shown: 0, generation: 0,
+  target: 1, attacking: false,
+};
 
 async function fetchBytes(url) {
   const response = await fetch(url);
@@ -35,6 +38,15 @@ function remember() {
   history.replaceState(null, '', `?${params}`);
 }
 
+/** Fetches and loads `model` into the worker; resolves to its info, load size and time. */
+async function loadModel(model) {
+  const started = performance.now();
+  const bytes = await fetchBytes(`models/${model.file}`);
+  const size = bytes.byteLength;
+  const info = await lab.load(model.id, bytes, model.input?.shape);
+  return { ...info, size, ms: performance.now() - started };
+}
+
 async function selectModel(id) {
   const model = state.models.find((m) => m.id === id) ?? state.models[0];
   state.model = model;
@@ -46,13 +58,7 @@ async function selectModel(id) {
   setStatus(`loading ${model.file}…`);
   document.body.dataset.modelState = 'loading';
   remember();
-  const started = performance.now();
-  state.ready = (async () => {
-    const bytes = await fetchBytes(`models/${model.file}`);
-    const size = bytes.byteLength;
-    const info = await lab.load(model.id, bytes, model.input?.shape);
-    return { ...info, size, ms: performance.now() - started };
-  })();
+  state.ready = loadModel(model);
   try {
     const info = await state.ready;
     if (generation !== state.generation) return;
@@ -80,7 +86,9 @@ function clearPrediction() {
 }
 
 async function classifyDigit(index) {
+  if (state.digit !== index || state.target === undefined) state.target = (state.pack.labels[index] + 1) % 10;
   state.digit = index;
+  renderTargets();
   const { pack } = state;
   drawGrey($('digit'), pack.bytes(index), pack.cols, pack.rows);
   $('digit-index').textContent = `#${index}`;
@@ -109,9 +117,15 @@ function renderPrediction({ label, probabilities }, truth) {
   el.classList.toggle('wrong', label !== truth);
   $('predicted').textContent = labels[label];
   $('confidence').textContent = `${(probabilities[label] * 100).toFixed(1)}% sure${label === truth ? '' : ' · wrong'}`;
+  renderBars($('bars'), probabilities, label, truth);
+}
+
+/** Probability bars: `top` highlighted, `truth` ticked. */
+function renderBars(list, probabilities, top, truth) {
+  const labels = state.model.labels ?? probabilities.map((_, i) => String(i));
   const rows = probabilities.map((p, i) => {
     const li = document.createElement('li');
-    li.className = (i === label ? 'top ' : '') + (i === truth ? 'truth' : '');
+    li.className = (i === top ? 'top ' : '') + (i === truth ? 'truth' : '');
     li.innerHTML = `<span class="name"></span><span class="track"><span class="fill"></span></span><span class="value"></span>`;
     li.querySelector('.name').textContent = labels[i];
     li.querySelector('.fill').style.width = `${(p * 100).toFixed(2)}%`;
@@ -119,7 +133,102 @@ function renderPrediction({ label, probabilities }, truth) {
     li.title = `${labels[i]}: ${(p * 100).toFixed(4)}%`;
     return li;
   });
-  $('bars').replaceChildren(...rows);
+  list.replaceChildren(...rows);
+}
+
+/** Target buttons 0-9 and "anything else"; the default target is the label after the digit's. */
+function renderTargets() {
+  const classes = state.model?.labels ?? [...Array(10).keys()].map(String);
+  const make = (text, value, name) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = text;
+    b.dataset.target = value;
+    b.setAttribute('aria-label', name);
+    b.setAttribute('aria-pressed', String(state.target === (value === 'any' ? null : Number(value))));
+    b.addEventListener('click', () => {
+      state.target = value === 'any' ? null : Number(value);
+      renderTargets();
+    });
+    return b;
+  };
+  $('targets').replaceChildren(...classes.map((c, i) => make(c, String(i), `target ${c}`)), make('anything else', 'any', 'any other class'));
+}
+
+function attackSettings() {
+  const n = (id) => Number($(id).value);
+  return { maxIterations: n('max-iterations'), cSteps: n('c-steps'), epsilon: n('epsilon'), steps: n('pgd-steps') };
+}
+
+async function runAttack() {
+  if (state.attacking) return;
+  const { pack } = state;
+  const index = state.digit;
+  const pixels = pack.input(index);
+  const method = $('method').value;
+  const settings = attackSettings();
+  const curve = [];
+  state.attacking = true;
+  $('run-attack').disabled = true;
+  $('cancel-attack').hidden = false;
+  $('attack-result').hidden = true;
+  drawCurve($('attack-curve'), []);
+  $('attack-status').textContent = 'starting…';
+  const started = performance.now();
+  try {
+    await state.ready;
+    const onProgress = (p) => {
+      curve.push(p.distortion);
+      drawCurve($('attack-curve'), curve);
+      $('attack-status').textContent = `c = ${p.c.toPrecision(3)} · iteration ${p.iteration} · loss ${p.loss.toFixed(3)} · distortion ${p.distortion.toFixed(4)}`;
+    };
+    const result = method === 'lbfgs'
+      ? await lab.attack(state.model.id, pixels, state.target, settings, onProgress)
+      : await lab.baseline(state.model.id, pixels, state.target, { epsilon: settings.epsilon, steps: method === 'pgd' ? settings.steps : 0 });
+    showAttack(result, pixels, index, method);
+    $('attack-status').textContent = `${result.success ? 'done' : 'no success'} in ${((performance.now() - started) / 1000).toFixed(2)} s`;
+  } catch (e) {
+    $('attack-status').textContent = e.message === 'cancelled' ? 'cancelled' : `attack failed: ${e.message}`;
+    if (e.message === 'cancelled') state.ready = loadModel(state.model);
+  } finally {
+    state.attacking = false;
+    $('run-attack').disabled = false;
+    $('cancel-attack').hidden = true;
+  }
+}
+
+function showAttack(result, pixels, index, method) {
+  const { pack } = state;
+  const labels = state.model.labels ?? result.probabilities.map((_, i) => String(i));
+  const box = $('attack-result');
+  box.hidden = false;
+  box.dataset.success = result.success;
+  box.dataset.label = result.label;
+  box.dataset.distortion = result.distortion;
+  box.dataset.method = method;
+  drawUnit($('adv-original'), pixels, pack.cols, pack.rows);
+  drawDifference($('adv-diff'), pixels, result.adversarial, pack.cols, pack.rows);
+  drawUnit($('adv-image'), result.adversarial, pack.cols, pack.rows);
+  $('orig-label').textContent = $('predicted').textContent;
+  $('adv-label').textContent = labels[result.label];
+  renderBars($('adv-bars'), result.probabilities, result.label, pack.labels[index]);
+  const rows = [
+    ['success', result.success ? 'yes' : 'no'],
+    ['distortion', result.distortion.toFixed(4)],
+    ['L2', result.l2.toFixed(3)],
+    ['L-infinity', result.linf.toFixed(3)],
+    ['iterations', result.iterations],
+    ['gradients', result.gradientEvaluations],
+    ['time', `${result.seconds.toFixed(2)} s`],
+  ];
+  if (result.c !== null && result.c !== undefined) rows.push(['c', result.c.toPrecision(3)]);
+  $('adv-numbers').replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v;
+    return [dt, dd];
+  }));
 }
 
 function showMoreDigits() {
@@ -202,8 +311,12 @@ async function main() {
     select.addEventListener('change', () => selectModel(select.value));
     $('more').addEventListener('click', showMoreDigits);
     $('bench').addEventListener('click', benchmark);
+    $('run-attack').addEventListener('click', runAttack);
+    $('cancel-attack').addEventListener('click', () => lab.cancel());
     showMoreDigits();
     drawGrey($('digit'), state.pack.bytes(state.digit), state.pack.cols, state.pack.rows);
+    state.target = (state.pack.labels[state.digit] + 1) % 10;
+    renderTargets();
     const wanted = params.get('model') ?? state.models.find((m) => m.default)?.id;
     await selectModel(wanted);
   } catch (e) {

@@ -66,6 +66,11 @@ export class LabWorker {
     return this.call('attack', { key, pixels, target, ...options }, [], onProgress);
   }
 
+  /** FGSM ({ steps: 0 }) or PGD ({ steps, l2 }) of radius `epsilon` towards `target` (null: any). */
+  baseline(key, pixels, target, options = {}) {
+    return this.call('baseline', { key, pixels, target, ...options });
+  }
+
   /**
    * Stops whatever the worker is computing: a running wasm call cannot be interrupted, so the
    * worker is replaced (models are loaded again on their next use) and pending requests reject.

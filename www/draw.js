@@ -12,3 +12,33 @@ export function drawGrey(canvas, bytes, w, h) {
   }
   ctx.putImageData(image, 0, 0);
 }
+
+/** Draws pixels in [0,1] (row-major, w x h). */
+export function drawUnit(canvas, pixels, w, h) {
+  drawGrey(canvas, Uint8ClampedArray.from(pixels, (v) => Math.round(v * 255)), w, h);
+}
+
+/** Draws (adversarial - original) magnified `gain` times around mid-grey, as the paper's Figure 5. */
+export function drawDifference(canvas, original, adversarial, w, h, gain = 10) {
+  const bytes = new Uint8ClampedArray(w * h);
+  for (let i = 0; i < w * h; i++) bytes[i] = Math.round(128 + gain * 255 * (adversarial[i] - original[i]));
+  drawGrey(canvas, bytes, w, h);
+}
+
+/** A small line plot of `values` (e.g. distortion per iteration), scaled to the canvas. */
+export function drawCurve(canvas, values, color = '#2f5bd3') {
+  const ctx = canvas.getContext('2d');
+  const { width, height } = canvas;
+  ctx.clearRect(0, 0, width, height);
+  if (values.length < 2) return;
+  const max = Math.max(...values) || 1;
+  ctx.strokeStyle = color;
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  values.forEach((v, i) => {
+    const x = (i / (values.length - 1)) * (width - 4) + 2;
+    const y = height - 2 - (v / max) * (height - 4);
+    if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+  });
+  ctx.stroke();
+}

@@ -10,6 +10,17 @@ function loaded(key) {
   return model;
 }
 
+/** A plain object of an attack's result (and the wasm object freed). */
+function outcome(a) {
+  const result = {
+    success: a.success, label: a.label, probabilities: Array.from(a.probabilities),
+    adversarial: Array.from(a.adversarial), distortion: a.distortion, l2: a.l2, linf: a.linf,
+    iterations: a.iterations, gradientEvaluations: a.gradientEvaluations, seconds: a.seconds, c: a.c,
+  };
+  a.free();
+  return result;
+}
+
 /** Evaluations per second of `run`, timed over at least `ms` milliseconds after one warm-up. */
 function rate(run, ms) {
   run();
@@ -49,13 +60,11 @@ const ops = {
       }
       return true;
     });
-    const result = {
-      success: a.success, label: a.label, probabilities: Array.from(a.probabilities),
-      adversarial: Array.from(a.adversarial), distortion: a.distortion, l2: a.l2, linf: a.linf,
-      iterations: a.iterations, gradientEvaluations: a.gradientEvaluations, seconds: a.seconds, c: a.c,
-    };
-    a.free();
-    return result;
+    return outcome(a);
+  },
+  /** FGSM (steps 0) or PGD (L-infinity, or L2 when `l2`) of radius `epsilon`. */
+  baseline({ key, pixels, target, epsilon = 0.1, steps = 0, l2 = false }) {
+    return outcome(loaded(key).baseline(pixels, target ?? -1, epsilon, steps, l2));
   },
   /** Forward-only and forward+gradient evaluations per second on `pixels`. */
   bench({ key, pixels, ms = 1000 }) {
