@@ -38,12 +38,6 @@ impl Backward {
         Ok(self.model.wire_node(name, op, inputs)?[0])
     }
 
-    /// Wires `op` and returns all its outputs.
-    pub fn wire_all(&mut self, name: &str, op: impl Into<Box<dyn TypedOp>>, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        let name = self.unique(name);
-        self.model.wire_node(name, op, inputs)
-    }
-
     pub fn source(&mut self, name: &str, fact: TypedFact) -> TractResult<OutletId> {
         self.model.add_source(name, fact)
     }
