@@ -113,6 +113,15 @@ impl Model {
         Ok(Attack(outcome.map_err(js_error)?))
     }
 
+    /// Gaussian noise scaled to `distortion` (then clipped to the box), seeded: the same size of
+    /// change as an adversarial example, in a random direction.
+    pub fn noise(&self, pixels: &[f32], target: i32, distortion: f64, seed: u64) -> Result<Attack, JsError> {
+        let goal = self.goal(pixels, target)?;
+        let mut rng = crate::rng::Rng(seed);
+        let outcome = baselines::noise_of_distortion(&self.inner, pixels, goal, distortion, &mut rng);
+        Ok(Attack(outcome.map_err(js_error)?))
+    }
+
     fn goal(&self, pixels: &[f32], target: i32) -> Result<Goal, JsError> {
         Ok(if target < 0 {
             Goal::Untargeted { label: self.inner.classify(pixels).map_err(js_error)?.label }

@@ -199,6 +199,9 @@ async function runAttack() {
 
 function showAttack(result, pixels, index, method) {
   const { pack } = state;
+  state.lastAttack = { result, pixels, index, model: state.model };
+  $('noise-result').textContent = '';
+  $('transfer').hidden = true;
   const labels = state.model.labels ?? result.probabilities.map((_, i) => String(i));
   const box = $('attack-result');
   box.hidden = false;
@@ -270,6 +273,71 @@ async function markGallery(generation, from = 0) {
   }
 }
 
+/** Gaussian noise of the adversarial example's distortion: does a random change of that size fool the model? */
+async function compareWithNoise() {
+  const { result, pixels, index, model } = state.lastAttack;
+  const labels = model.labels;
+  $('noise-result').textContent = 'classifying noisy digits…';
+  await state.ready;
+  let fooled = 0;
+  const trials = 10;
+  for (let seed = 1; seed <= trials; seed++) {
+    const noisy = await lab.noise(model.id, pixels, null, result.distortion, seed);
+    if (noisy.label !== state.pack.labels[index]) fooled++;
+  }
+  $('noise-result').dataset.fooled = fooled;
+  $('noise-result').textContent = `Gaussian noise of the same distortion (${result.distortion.toFixed(4)}) changed the answer from ${labels[state.pack.labels[index]]} in ${fooled} of ${trials} tries.`;
+}
+
+/** The adversarial digit fed to every other model (the paper's transfer). */
+async function tryOnOtherModels() {
+  const { result, index, model } = state.lastAttack;
+  const body = $('transfer').querySelector('tbody');
+  body.replaceChildren();
+  $('transfer').hidden = false;
+  for (const other of state.models.filter((m) => m.id !== model.id)) {
+    const row = document.createElement('tr');
+    row.dataset.model = other.id;
+    row.innerHTML = '<td></td><td>…</td><td></td>';
+    row.cells[0].textContent = other.name;
+    body.append(row);
+    try {
+      if (!lab.loaded.has(other.id)) await lab.load(other.id, await fetchBytes(`models/${other.file}`), other.input?.shape);
+      const p = await lab.classify(other.id, Float32Array.from(result.adversarial));
+      row.dataset.label = p.label;
+      row.classList.toggle('fooled', p.label !== state.pack.labels[index]);
+      row.cells[1].textContent = other.labels[p.label];
+      row.cells[2].textContent = `${(p.probabilities[p.label] * 100).toFixed(1)}%`;
+    } catch (e) {
+      row.cells[1].textContent = `failed: ${e.message}`;
+    }
+  }
+}
+
+function download(blob, name) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+/** A float32 .npy of shape [1, 1, rows, cols]: the model's input tensor. */
+function npyBlob(values, shape) {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}), }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+  const head = new Uint8Array(10);
+  head.set([0x93, ...'NUMPY'].map((c) => (typeof c === 'string' ? c.charCodeAt(0) : c)));
+  head[6] = 1;
+  new DataView(head.buffer).setUint16(8, header.length, true);
+  return new Blob([head, header, Float32Array.from(values)], { type: 'application/octet-stream' });
+}
+
+function downloadName(ext) {
+  const { result, index, model } = state.lastAttack;
+  return `blindspot-${model.id}-digit${index}-as-${result.label}.${ext}`;
+}
+
 async function benchmark() {
   const button = $('bench');
   const out = $('bench-result');
@@ -313,6 +381,13 @@ async function main() {
     $('bench').addEventListener('click', benchmark);
     $('run-attack').addEventListener('click', runAttack);
     $('cancel-attack').addEventListener('click', () => lab.cancel());
+    $('compare-noise').addEventListener('click', compareWithNoise);
+    $('try-others').addEventListener('click', tryOnOtherModels);
+    $('download-png').addEventListener('click', () => $('adv-image').toBlob((b) => download(b, downloadName('png'))));
+    $('download-npy').addEventListener('click', () => {
+      const { pack } = state;
+      download(npyBlob(state.lastAttack.result.adversarial, [1, 1, pack.rows, pack.cols]), downloadName('npy'));
+    });
     showMoreDigits();
     drawGrey($('digit'), state.pack.bytes(state.digit), state.pack.cols, state.pack.rows);
     state.target = (state.pack.labels[state.digit] + 1) % 10;

@@ -71,6 +71,11 @@ export class LabWorker {
     return this.call('baseline', { key, pixels, target, ...options });
   }
 
+  /** Gaussian noise of `distortion` (seeded) on `pixels`, classified, as an attack outcome. */
+  noise(key, pixels, target, distortion, seed = 1) {
+    return this.call('noise', { key, pixels, target, distortion, seed });
+  }
+
   /**
    * Stops whatever the worker is computing: a running wasm call cannot be interrupted, so the
    * worker is replaced (models are loaded again on their next use) and pending requests reject.

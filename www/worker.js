@@ -66,6 +66,10 @@ const ops = {
   baseline({ key, pixels, target, epsilon = 0.1, steps = 0, l2 = false }) {
     return outcome(loaded(key).baseline(pixels, target ?? -1, epsilon, steps, l2));
   },
+  /** Gaussian noise of the given distortion (seeded), classified. */
+  noise({ key, pixels, target, distortion, seed = 1 }) {
+    return outcome(loaded(key).noise(pixels, target ?? -1, distortion, BigInt(seed)));
+  },
   /** Forward-only and forward+gradient evaluations per second on `pixels`. */
   bench({ key, pixels, ms = 1000 }) {
     const model = loaded(key);

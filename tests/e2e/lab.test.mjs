@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { cli, launch, openPage, readPack, screenshot, tempDir, writeNpy } from './harness.mjs';
+import { cli, launch, openPage, readNpy, readPack, screenshot, tempDir, writeNpy } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -32,6 +32,33 @@ test('the attack panel turns a 7 into a 3 with the distortion of the CLI, and sh
   assert.ok(Math.abs(distortion - native.distortion) <= 1e-4, `page ${distortion}, CLI ${native.distortion}`);
   assert.match(await page.textContent('#adv-numbers'), /distortion0\.0\d{3}/);
   assert.match(await page.textContent('#attack-status'), /^done in [\d.]+ s$/);
+
+  // noise of the same size seldom does what the adversarial change does
+  await page.click('#compare-noise');
+  const noise = await page.waitForSelector('#noise-result[data-fooled]', { timeout: 30_000 });
+  const fooled = Number(await noise.getAttribute('data-fooled'));
+  assert.ok(fooled >= 0 && fooled <= 2, `noise of distortion ${distortion} fooled FC100-100-10 ${fooled} times in 10`);
+  assert.match(await noise.textContent(), /Gaussian noise of the same distortion \(0\.0\d+\) changed the answer from 7 in \d+ of 10 tries\./);
+
+  // the same example fed to the nine other models
+  await page.click('#try-others');
+  await page.waitForFunction(() => [...document.querySelectorAll('#transfer tbody tr')].length === 9
+    && [...document.querySelectorAll('#transfer tbody tr')].every((r) => r.dataset.label !== undefined), null, { timeout: 60_000 });
+  const labels = await page.$$eval('#transfer tbody tr', (rows) => rows.map((r) => Number(r.dataset.label)));
+  assert.ok(labels.every((l) => l >= 0 && l < 10));
+
+  // downloads: the .npy holds the example itself
+  const [npy] = await Promise.all([page.waitForEvent('download'), page.click('#download-npy')]);
+  assert.equal(npy.suggestedFilename(), 'blindspot-fc100-100-10-digit0-as-3.npy');
+  const saved = join(dir, 'page.npy');
+  await npy.saveAs(saved);
+  const adv = readNpy(saved);
+  assert.deepEqual(adv.shape, [1, 1, 28, 28]);
+  const x = readPack('mnist-test-1k.bin').input(0);
+  const d = Math.sqrt(adv.data.reduce((s, v, i) => s + (v - x[i]) ** 2, 0) / 784);
+  assert.ok(Math.abs(d - distortion) < 1e-6, `downloaded example has distortion ${d}`);
+  const [png] = await Promise.all([page.waitForEvent('download'), page.click('#download-png')]);
+  assert.equal(png.suggestedFilename(), 'blindspot-fc100-100-10-digit0-as-3.png');
   await screenshot(page, 'attack-desktop.png');
   await page.setViewportSize({ width: 390, height: 844 });
   await screenshot(page, 'attack-phone.png');
