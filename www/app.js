@@ -1,7 +1,7 @@
 // The page: model picker, test-digit gallery, classification with probability bars.
 import { LabWorker } from './client.js';
 import { parseDigitPack } from './digits.js';
-import { drawCurve, drawDifference, drawGrey, drawUnit } from './draw.js';
+import { drawCurve, drawDifference, drawGrey, drawHeatmap, drawUnit } from './draw.js';
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;
@@ -35,6 +35,8 @@ function remember() {
   const params = new URLSearchParams(location.search);
   params.set('model', state.model.id);
   params.set('digit', state.digit);
+  params.set('target', state.target ?? 'any');
+  params.set('attack', $('method').value);
   history.replaceState(null, '', `?${params}`);
 }
 
@@ -149,6 +151,7 @@ function renderTargets() {
     b.addEventListener('click', () => {
       state.target = value === 'any' ? null : Number(value);
       renderTargets();
+      remember();
     });
     return b;
   };
@@ -210,7 +213,7 @@ function showAttack(result, pixels, index, method) {
   box.dataset.distortion = result.distortion;
   box.dataset.method = method;
   drawUnit($('adv-original'), pixels, pack.cols, pack.rows);
-  drawDifference($('adv-diff'), pixels, result.adversarial, pack.cols, pack.rows);
+  drawDiff();
   drawUnit($('adv-image'), result.adversarial, pack.cols, pack.rows);
   $('orig-label').textContent = $('predicted').textContent;
   $('adv-label').textContent = labels[result.label];
@@ -271,6 +274,17 @@ async function markGallery(generation, from = 0) {
   } catch {
     // the model failed to load: its error is already on the page
   }
+}
+
+/** The difference panel: x10 around mid-grey (the paper's Figure 5), or a signed heatmap. */
+function drawDiff() {
+  if (!state.lastAttack) return;
+  const { result, pixels } = state.lastAttack;
+  const { rows, cols } = state.pack;
+  const heat = $('heatmap').checked;
+  if (heat) drawHeatmap($('adv-diff'), pixels, result.adversarial, cols, rows);
+  else drawDifference($('adv-diff'), pixels, result.adversarial, cols, rows);
+  $('diff-caption').textContent = heat ? 'red: ink added, blue: ink removed' : 'difference ×10';
 }
 
 /** Gaussian noise of the adversarial example's distortion: does a random change of that size fool the model? */
@@ -390,7 +404,13 @@ async function main() {
     });
     showMoreDigits();
     drawGrey($('digit'), state.pack.bytes(state.digit), state.pack.cols, state.pack.rows);
-    state.target = (state.pack.labels[state.digit] + 1) % 10;
+    const target = params.get('target');
+    state.target = target === 'any' ? null
+      : Number.isInteger(Number(target)) && target !== null && Number(target) >= 0 && Number(target) < 10 ? Number(target)
+        : (state.pack.labels[state.digit] + 1) % 10;
+    if (['lbfgs', 'fgsm', 'pgd'].includes(params.get('attack'))) $('method').value = params.get('attack');
+    $('method').addEventListener('change', remember);
+    $('heatmap').addEventListener('change', drawDiff);
     renderTargets();
     const wanted = params.get('model') ?? state.models.find((m) => m.default)?.id;
     await selectModel(wanted);

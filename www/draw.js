@@ -42,3 +42,18 @@ export function drawCurve(canvas, values, color = '#2f5bd3') {
   });
   ctx.stroke();
 }
+
+/** The difference as a signed heatmap: red where the attack added ink, blue where it removed it. */
+export function drawHeatmap(canvas, original, adversarial, w, h) {
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext('2d');
+  const image = ctx.createImageData(w, h);
+  const scale = Math.max(1e-6, ...original.map((v, i) => Math.abs(adversarial[i] - v)));
+  for (let i = 0; i < w * h; i++) {
+    const t = (adversarial[i] - original[i]) / scale;
+    const fade = Math.round(255 * (1 - Math.abs(t)));
+    image.data.set(t >= 0 ? [255, fade, fade, 255] : [fade, fade, 255, 255], i * 4);
+  }
+  ctx.putImageData(image, 0, 0);
+}

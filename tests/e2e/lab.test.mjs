@@ -96,3 +96,29 @@ test('Cancel stops a long attack and the page goes on working', async () => {
   await page.click('.thumb[data-index="1"]');
   await page.waitForSelector('#prediction[data-digit="1"][data-label="2"]', { timeout: 30_000 });
 });
+
+test('the URL holds model, digit, target and attack; opening it restores them', async () => {
+  const page = await openPage(browser.context, `${browser.base}?model=fc10-1e-4&digit=5&target=2&attack=pgd`);
+  await ready(page);
+  assert.equal(await page.inputValue('#model'), 'fc10-1e-4');
+  assert.equal(await page.getAttribute('#prediction', 'data-digit'), '5');
+  assert.equal(await page.getAttribute('#targets button[data-target="2"]', 'aria-pressed'), 'true');
+  assert.equal(await page.inputValue('#method'), 'pgd');
+  await page.click('#targets button[data-target="any"]');
+  await page.selectOption('#method', 'lbfgs');
+  const url = new URL(page.url());
+  assert.equal(url.searchParams.get('target'), 'any');
+  assert.equal(url.searchParams.get('attack'), 'lbfgs');
+  // the heatmap toggle redraws the difference in colour
+  await page.click('#run-attack');
+  await page.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
+  assert.equal(await page.textContent('#diff-caption'), 'difference ×10');
+  await page.check('#heatmap');
+  assert.equal(await page.textContent('#diff-caption'), 'red: ink added, blue: ink removed');
+  const coloured = await page.$eval('#adv-diff', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4) if (d[i] !== d[i + 2]) return true;
+    return false;
+  });
+  assert.ok(coloured, 'the heatmap has red or blue pixels');
+});
