@@ -33,6 +33,12 @@ fn js_error(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// A grey drawing (`w` x `h`, ink high, values in [0,1]) made to look like an MNIST digit.
+#[wasm_bindgen(js_name = mnistLike)]
+pub fn mnist_like(pixels: &[f32], w: usize, h: usize) -> Vec<f32> {
+    crate::image::mnist_like(pixels, w, h)
+}
+
 /// A loaded classifier.
 #[wasm_bindgen]
 pub struct Model {

@@ -9,7 +9,12 @@ const lab = new LabWorker();
 const state = {
   models: [], model: null, ready: null, pack: null, digit: 0, shown: 0, generation: 0,
   target: 1, attacking: false,
+  drawing: null, // a drawn digit (28x28 in [0,1]) shown instead of a test digit (digit -1)
+  predicted: null, // the model's answer for the shown image
 };
+
+const currentPixels = () => state.drawing ?? state.pack.input(state.digit);
+const currentTruth = () => (state.drawing ? null : state.pack.labels[state.digit]);
 
 async function fetchBytes(url) {
   const response = await fetch(url);
@@ -34,7 +39,7 @@ function kilobytes(n) {
 function remember() {
   const params = new URLSearchParams(location.search);
   params.set('model', state.model.id);
-  params.set('digit', state.digit);
+  if (state.digit >= 0) params.set('digit', state.digit); else params.delete('digit');
   params.set('target', state.target ?? 'any');
   params.set('attack', $('method').value);
   history.replaceState(null, '', `?${params}`);
@@ -88,13 +93,18 @@ function clearPrediction() {
 }
 
 async function classifyDigit(index) {
-  if (state.digit !== index || state.target === undefined) state.target = (state.pack.labels[index] + 1) % 10;
+  if (index >= 0 && (state.digit !== index || state.target === undefined)) state.target = (state.pack.labels[index] + 1) % 10;
+  if (index >= 0) state.drawing = null;
   state.digit = index;
   renderTargets();
   const { pack } = state;
-  drawGrey($('digit'), pack.bytes(index), pack.cols, pack.rows);
-  $('digit-index').textContent = `#${index}`;
-  $('digit-label').textContent = pack.labels[index];
+  if (index >= 0) {
+    drawGrey($('digit'), pack.bytes(index), pack.cols, pack.rows);
+    $('digit-caption').textContent = `MNIST test digit #${index}, labelled ${pack.labels[index]}`;
+  } else {
+    drawUnit($('digit'), state.drawing, pack.cols, pack.rows);
+    $('digit-caption').textContent = 'your drawing, centred and scaled as MNIST digits are';
+  }
   for (const b of document.querySelectorAll('.thumb[aria-pressed="true"]')) b.setAttribute('aria-pressed', 'false');
   document.querySelector(`.thumb[data-index="${index}"]`)?.setAttribute('aria-pressed', 'true');
   remember();
@@ -102,9 +112,10 @@ async function classifyDigit(index) {
   const key = state.model.id;
   try {
     await state.ready;
-    const result = await lab.classify(key, pack.input(index));
-    if (state.digit !== index || state.model.id !== key) return;
-    renderPrediction(result, pack.labels[index]);
+    const pixels = currentPixels();
+    const result = await lab.classify(key, pixels);
+    if (state.digit !== index || state.model.id !== key || currentPixels() !== pixels && index < 0) return;
+    renderPrediction(result, currentTruth());
   } catch (e) {
     showError(`classification failed: ${e.message}`);
   }
@@ -116,9 +127,10 @@ function renderPrediction({ label, probabilities }, truth) {
   el.dataset.label = label;
   el.dataset.probabilities = JSON.stringify(probabilities);
   el.dataset.digit = state.digit;
-  el.classList.toggle('wrong', label !== truth);
+  state.predicted = label;
+  el.classList.toggle('wrong', truth !== null && label !== truth);
   $('predicted').textContent = labels[label];
-  $('confidence').textContent = `${(probabilities[label] * 100).toFixed(1)}% sure${label === truth ? '' : ' · wrong'}`;
+  $('confidence').textContent = `${(probabilities[label] * 100).toFixed(1)}% sure${truth === null || label === truth ? '' : ' · wrong'}`;
   renderBars($('bars'), probabilities, label, truth);
 }
 
@@ -167,7 +179,7 @@ async function runAttack() {
   if (state.attacking) return;
   const { pack } = state;
   const index = state.digit;
-  const pixels = pack.input(index);
+  const pixels = currentPixels();
   const method = $('method').value;
   const settings = attackSettings();
   const curve = [];
@@ -202,7 +214,8 @@ async function runAttack() {
 
 function showAttack(result, pixels, index, method) {
   const { pack } = state;
-  state.lastAttack = { result, pixels, index, model: state.model };
+  const truth = currentTruth();
+  state.lastAttack = { result, pixels, index, truth, reference: truth ?? state.predicted, model: state.model };
   $('noise-result').textContent = '';
   $('transfer').hidden = true;
   const labels = state.model.labels ?? result.probabilities.map((_, i) => String(i));
@@ -217,7 +230,7 @@ function showAttack(result, pixels, index, method) {
   drawUnit($('adv-image'), result.adversarial, pack.cols, pack.rows);
   $('orig-label').textContent = $('predicted').textContent;
   $('adv-label').textContent = labels[result.label];
-  renderBars($('adv-bars'), result.probabilities, result.label, pack.labels[index]);
+  renderBars($('adv-bars'), result.probabilities, result.label, truth);
   const rows = [
     ['success', result.success ? 'yes' : 'no'],
     ['distortion', result.distortion.toFixed(4)],
@@ -289,7 +302,7 @@ function drawDiff() {
 
 /** Gaussian noise of the adversarial example's distortion: does a random change of that size fool the model? */
 async function compareWithNoise() {
-  const { result, pixels, index, model } = state.lastAttack;
+  const { result, pixels, reference, model } = state.lastAttack;
   const labels = model.labels;
   $('noise-result').textContent = 'classifying noisy digits…';
   await state.ready;
@@ -297,15 +310,15 @@ async function compareWithNoise() {
   const trials = 10;
   for (let seed = 1; seed <= trials; seed++) {
     const noisy = await lab.noise(model.id, pixels, null, result.distortion, seed);
-    if (noisy.label !== state.pack.labels[index]) fooled++;
+    if (noisy.label !== reference) fooled++;
   }
   $('noise-result').dataset.fooled = fooled;
-  $('noise-result').textContent = `Gaussian noise of the same distortion (${result.distortion.toFixed(4)}) changed the answer from ${labels[state.pack.labels[index]]} in ${fooled} of ${trials} tries.`;
+  $('noise-result').textContent = `Gaussian noise of the same distortion (${result.distortion.toFixed(4)}) changed the answer from ${labels[reference]} in ${fooled} of ${trials} tries.`;
 }
 
 /** The adversarial digit fed to every other model (the paper's transfer). */
 async function tryOnOtherModels() {
-  const { result, index, model } = state.lastAttack;
+  const { result, reference, model } = state.lastAttack;
   const body = $('transfer').querySelector('tbody');
   body.replaceChildren();
   $('transfer').hidden = false;
@@ -319,7 +332,7 @@ async function tryOnOtherModels() {
       if (!lab.loaded.has(other.id)) await lab.load(other.id, await fetchBytes(`models/${other.file}`), other.input?.shape);
       const p = await lab.classify(other.id, Float32Array.from(result.adversarial));
       row.dataset.label = p.label;
-      row.classList.toggle('fooled', p.label !== state.pack.labels[index]);
+      row.classList.toggle('fooled', p.label !== reference);
       row.cells[1].textContent = other.labels[p.label];
       row.cells[2].textContent = `${(p.probabilities[p.label] * 100).toFixed(1)}%`;
     } catch (e) {
@@ -349,7 +362,7 @@ function npyBlob(values, shape) {
 
 function downloadName(ext) {
   const { result, index, model } = state.lastAttack;
-  return `blindspot-${model.id}-digit${index}-as-${result.label}.${ext}`;
+  return `blindspot-${model.id}-${index >= 0 ? `digit${index}` : 'drawing'}-as-${result.label}.${ext}`;
 }
 
 async function benchmark() {
@@ -360,7 +373,7 @@ async function benchmark() {
   delete out.dataset.forward;
   try {
     await state.ready;
-    const { forward, gradient } = await lab.bench(state.model.id, state.pack.input(state.digit), 1000);
+    const { forward, gradient } = await lab.bench(state.model.id, currentPixels(), 1000);
     out.dataset.forward = forward;
     out.dataset.gradient = gradient;
     out.textContent = `${state.model.name}: ${Math.round(forward).toLocaleString('en')} forward passes/s · `
@@ -371,6 +384,48 @@ async function benchmark() {
   } finally {
     button.disabled = false;
   }
+}
+
+/** The drawing pad: pointer strokes (mouse, touch, pen) in white on black. */
+function setUpPad() {
+  const pad = $('pad');
+  const ctx = pad.getContext('2d');
+  const clear = () => {
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, pad.width, pad.height);
+  };
+  clear();
+  let last = null;
+  const at = (e) => {
+    const r = pad.getBoundingClientRect();
+    return [(e.clientX - r.left) * (pad.width / r.width), (e.clientY - r.top) * (pad.height / r.height)];
+  };
+  pad.addEventListener('pointerdown', (e) => {
+    pad.setPointerCapture(e.pointerId);
+    last = at(e);
+  });
+  pad.addEventListener('pointermove', (e) => {
+    if (!last) return;
+    const next = at(e);
+    ctx.strokeStyle = '#fff';
+    ctx.lineWidth = pad.width / 14;
+    ctx.lineCap = 'round';
+    ctx.beginPath();
+    ctx.moveTo(...last);
+    ctx.lineTo(...next);
+    ctx.stroke();
+    last = next;
+  });
+  for (const end of ['pointerup', 'pointercancel']) pad.addEventListener(end, () => { last = null; });
+  $('pad-clear').addEventListener('click', clear);
+  $('pad-use').addEventListener('click', async () => {
+    const data = ctx.getImageData(0, 0, pad.width, pad.height).data;
+    const grey = new Float32Array(pad.width * pad.height);
+    for (let i = 0; i < grey.length; i++) grey[i] = data[i * 4] / 255;
+    state.drawing = Float32Array.from(await lab.mnistLike(grey, pad.width, pad.height));
+    for (const b of document.querySelectorAll('.thumb[aria-pressed="true"]')) b.setAttribute('aria-pressed', 'false');
+    await classifyDigit(-1);
+  });
 }
 
 async function main() {
@@ -393,6 +448,7 @@ async function main() {
     select.addEventListener('change', () => selectModel(select.value));
     $('more').addEventListener('click', showMoreDigits);
     $('bench').addEventListener('click', benchmark);
+    setUpPad();
     $('run-attack').addEventListener('click', runAttack);
     $('cancel-attack').addEventListener('click', () => lab.cancel());
     $('compare-noise').addEventListener('click', compareWithNoise);

@@ -71,6 +71,11 @@ export class LabWorker {
     return this.call('baseline', { key, pixels, target, ...options });
   }
 
+  /** A grey drawing (width x height, ink high) as a 28x28 MNIST-style digit. */
+  mnistLike(pixels, width, height) {
+    return this.call('mnistLike', { pixels, width, height });
+  }
+
   /** Gaussian noise of `distortion` (seeded) on `pixels`, classified, as an attack outcome. */
   noise(key, pixels, target, distortion, seed = 1) {
     return this.call('noise', { key, pixels, target, distortion, seed });

@@ -1,5 +1,5 @@
 // The module worker that owns the wasm: loads models and classifies, one message at a time.
-import init, { Model, lastPanic } from '../pkg/blindspot.js';
+import init, { Model, lastPanic, mnistLike } from '../pkg/blindspot.js';
 
 const ready = init();
 const models = new Map(); // key -> Model
@@ -65,6 +65,10 @@ const ops = {
   /** FGSM (steps 0) or PGD (L-infinity, or L2 when `l2`) of radius `epsilon`. */
   baseline({ key, pixels, target, epsilon = 0.1, steps = 0, l2 = false }) {
     return outcome(loaded(key).baseline(pixels, target ?? -1, epsilon, steps, l2));
+  },
+  /** A drawing made to look like an MNIST digit (28x28, centred by mass). */
+  mnistLike({ pixels, width, height }) {
+    return Array.from(mnistLike(pixels, width, height));
   },
   /** Gaussian noise of the given distortion (seeded), classified. */
   noise({ key, pixels, target, distortion, seed = 1 }) {

@@ -122,3 +122,33 @@ test('the URL holds model, digit, target and attack; opening it restores them', 
   });
   assert.ok(coloured, 'the heatmap has red or blue pixels');
 });
+
+test('a digit drawn on the pad is centred like MNIST, classified and attackable', async () => {
+  const page = await openPage(browser.context, `${browser.base}?model=cnn&digit=0`);
+  await ready(page);
+  await page.click('.draw summary');
+  const box = await page.locator('#pad').boundingBox();
+  // a vertical stroke, drawn off-centre: a 1
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.15);
+  await page.mouse.down();
+  for (let t = 0.15; t <= 0.85; t += 0.05) await page.mouse.move(box.x + box.width * 0.32, box.y + box.height * t);
+  await page.mouse.up();
+  await page.click('#pad-use');
+  await page.waitForSelector('#prediction[data-digit="-1"][data-label]');
+  assert.equal(await page.getAttribute('#prediction', 'data-label'), '1');
+  assert.match(await page.textContent('#digit-caption'), /your drawing/);
+  assert.equal(new URL(page.url()).searchParams.get('digit'), null);
+  // its ink sits in the middle of the 28x28 image, as in MNIST
+  const centre = await page.$eval('#digit', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, 28, 28).data;
+    let m = 0, x = 0, y = 0;
+    for (let i = 0; i < 784; i++) { m += d[i * 4]; x += (i % 28) * d[i * 4]; y += Math.floor(i / 28) * d[i * 4]; }
+    return [x / m, y / m];
+  });
+  assert.ok(Math.abs(centre[0] - 13.5) < 1.5 && Math.abs(centre[1] - 13.5) < 1.5, `centre of mass ${centre}`);
+  await page.click('#targets button[data-target="7"]');
+  await page.click('#run-attack');
+  const result = await page.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
+  assert.equal(await result.getAttribute('data-label'), '7');
+  await screenshot(page, 'drawing.png');
+});
