@@ -38,7 +38,7 @@ function kilobytes(n) {
 /** Reflects the choice in the URL so a reload or a shared link shows the same thing. */
 function remember() {
   const params = new URLSearchParams(location.search);
-  params.set('model', state.model.id);
+  if (state.model.local) params.delete('model'); else params.set('model', state.model.id);
   if (state.digit >= 0) params.set('digit', state.digit); else params.delete('digit');
   params.set('target', state.target ?? 'any');
   params.set('attack', $('method').value);
@@ -48,7 +48,8 @@ function remember() {
 /** Fetches and loads `model` into the worker; resolves to its info, load size and time. */
 async function loadModel(model) {
   const started = performance.now();
-  const bytes = await fetchBytes(`models/${model.file}`);
+  // a dropped model's bytes stay in the page (a copy goes to the worker); nothing is uploaded
+  const bytes = model.localBytes ? model.localBytes.slice(0) : await fetchBytes(`models/${model.file}`);
   const size = bytes.byteLength;
   const info = await lab.load(model.id, bytes, model.input?.shape);
   return { ...info, size, ms: performance.now() - started };
@@ -59,7 +60,8 @@ async function selectModel(id) {
   state.model = model;
   const generation = ++state.generation;
   $('model').value = model.id;
-  $('model-card').href = `models/${model.card}`;
+  $('model-card').hidden = !model.card;
+  if (model.card) $('model-card').href = `models/${model.card}`;
   showError('');
   for (const thumb of document.querySelectorAll('.thumb.wrong')) thumb.classList.remove('wrong');
   setStatus(`loading ${model.file}…`);
@@ -69,6 +71,11 @@ async function selectModel(id) {
   try {
     const info = await state.ready;
     if (generation !== state.generation) return;
+    if (!model.labels) model.labels = [...Array(info.classes).keys()].map(String);
+    const imageShape = info.inputShape.slice(1).join('x');
+    if (imageShape !== `1x${state.pack.rows}x${state.pack.cols}`) {
+      throw new Error(`it takes inputs of shape [${info.inputShape.join(', ')}]; the digits here are 1x${state.pack.rows}x${state.pack.cols}`);
+    }
     setStatus(`ready · ${kilobytes(info.size)} · input [${info.inputShape.join(', ')}] · loaded in ${Math.round(info.ms)} ms`);
     document.body.dataset.modelState = 'ready';
     await classifyDigit(state.digit);
@@ -329,11 +336,13 @@ async function tryOnOtherModels() {
     row.cells[0].textContent = other.name;
     body.append(row);
     try {
-      if (!lab.loaded.has(other.id)) await lab.load(other.id, await fetchBytes(`models/${other.file}`), other.input?.shape);
+      if (!lab.loaded.has(other.id)) {
+        await lab.load(other.id, other.localBytes ? other.localBytes.slice(0) : await fetchBytes(`models/${other.file}`), other.input?.shape);
+      }
       const p = await lab.classify(other.id, Float32Array.from(result.adversarial));
       row.dataset.label = p.label;
       row.classList.toggle('fooled', p.label !== reference);
-      row.cells[1].textContent = other.labels[p.label];
+      row.cells[1].textContent = other.labels?.[p.label] ?? String(p.label);
       row.cells[2].textContent = `${(p.probabilities[p.label] * 100).toFixed(1)}%`;
     } catch (e) {
       row.cells[1].textContent = `failed: ${e.message}`;
@@ -384,6 +393,17 @@ async function benchmark() {
   } finally {
     button.disabled = false;
   }
+}
+
+/** A model the person picks or drops: read locally, loaded in the worker, never sent anywhere. */
+async function openModelFile(file) {
+  if (!file) return;
+  const bytes = await file.arrayBuffer();
+  const id = `local:${file.name}`;
+  state.models = state.models.filter((m) => m.id !== id);
+  state.models.push({ id, name: `${file.name} (yours)`, file: file.name, localBytes: bytes, local: true });
+  $('model').replaceChildren(...state.models.map((m) => new Option(m.name, m.id)));
+  await selectModel(id);
 }
 
 /** The drawing pad: pointer strokes (mouse, touch, pen) in white on black. */
@@ -449,6 +469,14 @@ async function main() {
     $('more').addEventListener('click', showMoreDigits);
     $('bench').addEventListener('click', benchmark);
     setUpPad();
+    $('model-file').addEventListener('change', (e) => openModelFile(e.target.files[0]));
+    document.addEventListener('dragover', (e) => { e.preventDefault(); document.body.classList.add('dropping'); });
+    document.addEventListener('dragleave', () => document.body.classList.remove('dropping'));
+    document.addEventListener('drop', (e) => {
+      e.preventDefault();
+      document.body.classList.remove('dropping');
+      openModelFile(e.dataTransfer.files[0]);
+    });
     $('run-attack').addEventListener('click', runAttack);
     $('cancel-attack').addEventListener('click', () => lab.cancel());
     $('compare-noise').addEventListener('click', compareWithNoise);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { cli, launch, openPage, readNpy, readPack, screenshot, tempDir, writeNpy } from './harness.mjs';
+import { ROOT, cli, launch, openPage, readNpy, readPack, screenshot, tempDir, writeNpy } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -151,4 +151,24 @@ test('a digit drawn on the pad is centred like MNIST, classified and attackable'
   const result = await page.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
   assert.equal(await result.getAttribute('data-label'), '7');
   await screenshot(page, 'drawing.png');
+});
+
+test('a model picked from disk is read locally: errors named, a good one classifies', async () => {
+  const page = await openPage(browser.context, `${browser.base}?model=cnn&digit=0`);
+  await ready(page);
+  const requests = [];
+  page.on('request', (r) => requests.push(r.url()));
+  await page.setInputFiles('#model-file', join(ROOT, 'tests/fixtures/unsupported-op.onnx'));
+  await page.waitForSelector('body[data-model-state="error"]');
+  assert.match(await page.textContent('#error'), /FancyWarp \(node "warp_layer"\)/);
+  await page.setInputFiles('#model-file', join(ROOT, 'tests/fixtures/zoo/mobilenet.onnx'));
+  await page.waitForFunction(() => document.querySelector('#error').textContent.includes('mobilenet'));
+  assert.match(await page.textContent('#error'), /takes inputs of shape \[1, 3, 64, 64\]; the digits here are 1x28x28/);
+  await page.setInputFiles('#model-file', join(ROOT, 'models/fc10-1.onnx'));
+  await page.waitForSelector('body[data-model-state="ready"]');
+  assert.equal(await page.inputValue('#model'), 'local:fc10-1.onnx');
+  await page.waitForSelector('#prediction[data-label]');
+  assert.equal(await page.getAttribute('#prediction', 'data-label'), '7');
+  assert.deepEqual(requests.filter((u) => u.includes('.onnx')), [], 'the picked files were never fetched or sent');
+  assert.equal(new URL(page.url()).searchParams.get('model'), null, 'a local model stays out of the URL');
 });
