@@ -56,6 +56,43 @@ pub fn mnist_like(pixels: &[f32], w: usize, h: usize) -> Vec<f32> {
     out
 }
 
+/// An RGBA photo or scan of a digit (`w` x `h`, 8-bit) as an MNIST-style digit: luminance, turned
+/// so that ink is high (dark ink on a light page is inverted, judged by the border), the paper's
+/// level subtracted and the ink stretched to reach 1, then [`mnist_like`].
+pub fn mnist_from_rgba(rgba: &[u8], w: usize, h: usize) -> crate::Result<Vec<f32>> {
+    if w == 0 || h == 0 || rgba.len() != w * h * 4 {
+        return Err(crate::Error::Input(format!("an image of {w}x{h} needs {} RGBA bytes, not {}", w * h * 4, rgba.len())));
+    }
+    let grey: Vec<f32> = rgba
+        .chunks_exact(4)
+        .map(|p| {
+            let (r, g, b, a) = (p[0] as f32, p[1] as f32, p[2] as f32, p[3] as f32 / 255.0);
+            // transparent pixels count as a white page
+            ((0.299 * r + 0.587 * g + 0.114 * b) * a + 255.0 * (1.0 - a)) / 255.0
+        })
+        .collect();
+    let border: Vec<f32> = (0..w)
+        .flat_map(|x| [grey[x], grey[(h - 1) * w + x]])
+        .chain((0..h).flat_map(|y| [grey[y * w], grey[y * w + w - 1]]))
+        .collect();
+    let light_page = border.iter().sum::<f32>() / border.len() as f32 > 0.5;
+    let ink: Vec<f32> = grey.iter().map(|&v| if light_page { 1.0 - v } else { v }).collect();
+    let mut sorted: Vec<f32> = border.iter().map(|&v| if light_page { 1.0 - v } else { v }).collect();
+    sorted.sort_by(f32::total_cmp);
+    let page = sorted[sorted.len() / 2];
+    let top = ink.iter().cloned().fold(0.0f32, f32::max);
+    if top - page < 0.1 {
+        return Err(crate::Error::Input("the image has no digit in it: no stroke stands out from the page".into()));
+    }
+    // what stays below a fifth of the way from page to ink is paper texture, shadow or noise
+    let stretched: Vec<f32> = ink
+        .iter()
+        .map(|&v| ((v - page) / (top - page)).clamp(0.0, 1.0))
+        .map(|v| if v < 0.2 { 0.0 } else { v })
+        .collect();
+    Ok(mnist_like(&stretched, w, h))
+}
+
 /// Decodes a PNG into greyscale pixels in [0,1] (colour averaged, alpha ignored);
 /// returns `(width, height, pixels)`.
 #[cfg(not(target_arch = "wasm32"))]
@@ -81,6 +118,32 @@ pub fn decode_png_grey(bytes: &[u8]) -> crate::Result<(usize, usize, Vec<f32>)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dark_ink_on_a_light_page_becomes_a_centred_white_digit() {
+        // a grey-ish page (200) with a dark (30) 10x40 stroke off to the right, RGBA
+        let (w, h) = (80, 60);
+        let mut rgba = vec![0u8; w * h * 4];
+        for y in 0..h {
+            for x in 0..w {
+                let v = if (60..70).contains(&x) && (10..50).contains(&y) { 30 } else { 200 };
+                rgba[(y * w + x) * 4..][..4].copy_from_slice(&[v, v, v, 255]);
+            }
+        }
+        let digit = mnist_from_rgba(&rgba, w, h).unwrap();
+        assert_eq!(digit.len(), 784);
+        assert!((digit.iter().cloned().fold(0.0, f32::max) - 1.0).abs() < 1e-6, "ink reaches 1");
+        assert_eq!(digit[0], 0.0, "the page is black");
+        let mass: f32 = digit.iter().sum();
+        let cx: f32 = digit.iter().enumerate().map(|(i, v)| (i % 28) as f32 * v).sum::<f32>() / mass;
+        assert!((cx - 13.5).abs() <= 1.0, "centred by mass, cx = {cx}");
+        // white ink on black is kept as it is: same digit
+        let inverted: Vec<u8> = rgba.chunks(4).flat_map(|p| [255 - p[0], 255 - p[1], 255 - p[2], 255]).collect();
+        assert_eq!(mnist_from_rgba(&inverted, w, h).unwrap(), digit);
+        // a blank page and a wrong byte count are refused with a message
+        assert!(mnist_from_rgba(&vec![255; w * h * 4], w, h).unwrap_err().to_string().contains("no digit"));
+        assert!(mnist_from_rgba(&rgba[4..], w, h).is_err());
+    }
 
     #[test]
     fn a_drawing_is_scaled_to_20_pixels_and_centred_by_mass() {

@@ -100,9 +100,13 @@ pub fn error_rate(model: &Classifier, images: &[Vec<f32>], labels: &[usize]) -> 
 
 /// x plus Gaussian noise of standard deviation `stddev`, clipped to [0,1], for each digit.
 pub fn noisy(pack: &DigitPack, n: usize, stddev: f64, rng: &mut Rng) -> Vec<Vec<f32>> {
-    (0..n.min(pack.len()))
-        .map(|i| pack.input(i).iter().map(|&v| (v as f64 + stddev * rng.gaussian() as f64).clamp(0.0, 1.0) as f32).collect())
-        .collect()
+    (0..n.min(pack.len())).map(|i| noisy_image(&pack.input(i), stddev, rng)).collect()
+}
+
+/// One image plus Gaussian noise of standard deviation `stddev`, clipped to [0,1]; images noised
+/// one after another from the same `rng` give [`noisy`]'s stream.
+pub fn noisy_image(x: &[f32], stddev: f64, rng: &mut Rng) -> Vec<f32> {
+    x.iter().map(|&v| (v as f64 + stddev * rng.gaussian() as f64).clamp(0.0, 1.0) as f32).collect()
 }
 
 /// The paper's amplified example: x + 0.1 (x' - x) / ||x' - x||, with ||.|| the distortion

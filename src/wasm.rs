@@ -39,6 +39,40 @@ pub fn mnist_like(pixels: &[f32], w: usize, h: usize) -> Vec<f32> {
     crate::image::mnist_like(pixels, w, h)
 }
 
+/// An RGBA image (`w` x `h`, e.g. canvas ImageData) of a digit, photographed, scanned or drawn,
+/// made into an MNIST-style digit (ink high, centred); an error when no stroke stands out.
+#[wasm_bindgen(js_name = mnistFromRgba)]
+pub fn mnist_from_rgba(rgba: &[u8], w: usize, h: usize) -> Result<Vec<f32>, JsError> {
+    crate::image::mnist_from_rgba(rgba, w, h).map_err(js_error)
+}
+
+/// The tables' target for test digit `index` of class `label` (as `blindspot table1` picks it).
+#[wasm_bindgen(js_name = paperTarget)]
+pub fn paper_target(label: usize, index: usize, seed: u64, classes: usize) -> usize {
+    crate::paper::target_for(label, index, seed, classes.max(2))
+}
+
+/// The paper's amplified example: `x` moved along `adversarial - x` to distortion `to`.
+#[wasm_bindgen]
+pub fn amplified(x: &[f32], adversarial: &[f32], to: f64) -> Vec<f32> {
+    crate::paper::amplified(x, adversarial, to)
+}
+
+/// `images` (concatenated, `size` pixels each) plus clipped Gaussian noise, once per standard
+/// deviation in `stddevs`, all from one seeded stream (concatenated in that order), as
+/// `blindspot table2` and `table3` make their noise rows.
+#[wasm_bindgen(js_name = paperNoise)]
+pub fn paper_noise(images: &[f32], size: usize, stddevs: &[f64], seed: u64) -> Vec<f32> {
+    let mut rng = crate::rng::Rng(seed);
+    let mut out = Vec::with_capacity(images.len() * stddevs.len());
+    for &stddev in stddevs {
+        for x in images.chunks(size.max(1)) {
+            out.extend(crate::paper::noisy_image(x, stddev, &mut rng));
+        }
+    }
+    out
+}
+
 /// A loaded classifier.
 #[wasm_bindgen]
 pub struct Model {

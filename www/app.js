@@ -1,4 +1,5 @@
 // The page: model picker, test-digit gallery, classification with probability bars.
+import { fetchBytes, fetchJson } from './assets.js';
 import { LabWorker } from './client.js';
 import { parseDigitPack } from './digits.js';
 import { drawCurve, drawDifference, drawGrey, drawHeatmap, drawUnit } from './draw.js';
@@ -9,18 +10,14 @@ const lab = new LabWorker();
 const state = {
   models: [], model: null, ready: null, pack: null, digit: 0, shown: 0, generation: 0,
   target: 1, attacking: false,
-  drawing: null, // a drawn digit (28x28 in [0,1]) shown instead of a test digit (digit -1)
+  drawing: null, // a drawn or uploaded digit (28x28 in [0,1]) shown instead of a test digit (digit -1)
+  drawingKind: 'drawing', // or 'image'
+  autorun: false, // the URL asked for the attack to run (a permalink to a result)
   predicted: null, // the model's answer for the shown image
 };
 
 const currentPixels = () => state.drawing ?? state.pack.input(state.digit);
 const currentTruth = () => (state.drawing ? null : state.pack.labels[state.digit]);
-
-async function fetchBytes(url) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: ${response.status} ${response.statusText || 'not found'}`);
-  return response.arrayBuffer();
-}
 
 function showError(message) {
   $('error').textContent = message;
@@ -35,14 +32,40 @@ function kilobytes(n) {
   return n > 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.round(n / 1e3)} kB`;
 }
 
-/** Reflects the choice in the URL so a reload or a shared link shows the same thing. */
-function remember() {
+/** The attack settings kept in the URL: parameter name and input id. */
+const SETTINGS = [['iterations', 'max-iterations'], ['c-steps', 'c-steps'], ['epsilon', 'epsilon'], ['steps', 'pgd-steps']];
+
+/**
+ * Reflects the choice in the URL so a reload or a shared link shows the same thing; `run` marks
+ * that the attack's result is on show, so opening the link runs it again.
+ */
+function remember({ run = false } = {}) {
   const params = new URLSearchParams(location.search);
-  if (state.model.local) params.delete('model'); else params.set('model', state.model.id);
+  if (!state.model || state.model.local) params.delete('model'); else params.set('model', state.model.id);
   if (state.digit >= 0) params.set('digit', state.digit); else params.delete('digit');
   params.set('target', state.target ?? 'any');
   params.set('attack', $('method').value);
+  for (const [name, id] of SETTINGS) {
+    const input = $(id);
+    if (input.value !== input.defaultValue && input.checkValidity()) params.set(name, input.value); else params.delete(name);
+  }
+  if ($('heatmap').checked) params.set('heatmap', '1'); else params.delete('heatmap');
+  if (run && state.digit >= 0) params.set('run', '1'); else params.delete('run');
   history.replaceState(null, '', `?${params}`);
+  params.delete('embed');
+  $('open-full').href = `?${params}`;
+}
+
+/** Reads the attack settings of a permalink into the form (values out of range are ignored). */
+function recallSettings(params) {
+  for (const [name, id] of SETTINGS) {
+    const input = $(id);
+    const value = params.get(name);
+    if (value === null) continue;
+    input.value = value;
+    if (!input.checkValidity() || input.value === '') input.value = input.defaultValue;
+  }
+  $('heatmap').checked = params.get('heatmap') === '1';
 }
 
 /** Fetches and loads `model` into the worker; resolves to its info, load size and time. */
@@ -80,6 +103,10 @@ async function selectModel(id) {
     document.body.dataset.modelState = 'ready';
     await classifyDigit(state.digit);
     markGallery(generation);
+    if (state.autorun) {
+      state.autorun = false;
+      await runAttack();
+    }
   } catch (e) {
     if (generation !== state.generation) return;
     setStatus('failed to load');
@@ -110,7 +137,7 @@ async function classifyDigit(index) {
     $('digit-caption').textContent = `MNIST test digit #${index}, labelled ${pack.labels[index]}`;
   } else {
     drawUnit($('digit'), state.drawing, pack.cols, pack.rows);
-    $('digit-caption').textContent = 'your drawing, centred and scaled as MNIST digits are';
+    $('digit-caption').textContent = `your ${state.drawingKind}, centred and scaled as MNIST digits are`;
   }
   for (const b of document.querySelectorAll('.thumb[aria-pressed="true"]')) b.setAttribute('aria-pressed', 'false');
   document.querySelector(`.thumb[data-index="${index}"]`)?.setAttribute('aria-pressed', 'true');
@@ -208,6 +235,7 @@ async function runAttack() {
       ? await lab.attack(state.model.id, pixels, state.target, settings, onProgress)
       : await lab.baseline(state.model.id, pixels, state.target, { epsilon: settings.epsilon, steps: method === 'pgd' ? settings.steps : 0 });
     showAttack(result, pixels, index, method);
+    remember({ run: true });
     $('attack-status').textContent = `${result.success ? 'done' : 'no success'} in ${((performance.now() - started) / 1000).toFixed(2)} s`;
   } catch (e) {
     $('attack-status').textContent = e.message === 'cancelled' ? 'cancelled' : `attack failed: ${e.message}`;
@@ -269,6 +297,7 @@ function showMoreDigits() {
     button.setAttribute('aria-pressed', String(i === state.digit));
     button.setAttribute('aria-label', `digit ${i}, labelled ${pack.labels[i]}`);
     const canvas = document.createElement('canvas');
+    canvas.setAttribute('aria-hidden', 'true'); // the button says which digit it is
     drawGrey(canvas, pack.bytes(i), pack.cols, pack.rows);
     button.append(canvas);
     button.addEventListener('click', () => classifyDigit(i));
@@ -406,6 +435,34 @@ async function openModelFile(file) {
   await selectModel(id);
 }
 
+/** A photo, scan or screenshot of a digit (picked, pasted or dropped) made into an MNIST-style digit. */
+async function openImage(blob) {
+  if (!blob) return;
+  const name = blob.name ? `"${blob.name}"` : 'the pasted data';
+  try {
+    if (!blob.type.startsWith('image/')) throw new Error(`${name} is not an image (${blob.type || 'unknown type'}); pick a PNG, JPEG, GIF or WebP`);
+    const bitmap = await createImageBitmap(blob).catch(() => {
+      throw new Error(`${name} could not be read as an image (is the file broken?)`);
+    });
+    // the core works on at most 280 px a side: plenty for a 20-pixel digit
+    const scale = Math.min(1, 280 / Math.max(bitmap.width, bitmap.height));
+    const width = Math.max(1, Math.round(bitmap.width * scale));
+    const height = Math.max(1, Math.round(bitmap.height * scale));
+    const canvas = document.createElement('canvas');
+    Object.assign(canvas, { width, height });
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(bitmap, 0, 0, width, height);
+    bitmap.close();
+    const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
+    state.drawing = Float32Array.from(await lab.mnistFromRgba(rgba, width, height));
+    state.drawingKind = 'image';
+    showError('');
+    await classifyDigit(-1);
+  } catch (e) {
+    showError(`That image could not be used: ${e.message}`);
+  }
+}
+
 /** The drawing pad: pointer strokes (mouse, touch, pen) in white on black. */
 function setUpPad() {
   const pad = $('pad');
@@ -443,19 +500,52 @@ function setUpPad() {
     const grey = new Float32Array(pad.width * pad.height);
     for (let i = 0; i < grey.length; i++) grey[i] = data[i * 4] / 255;
     state.drawing = Float32Array.from(await lab.mnistLike(grey, pad.width, pad.height));
+    state.drawingKind = 'drawing';
     for (const b of document.querySelectorAll('.thumb[aria-pressed="true"]')) b.setAttribute('aria-pressed', 'false');
     await classifyDigit(-1);
+  });
+}
+
+/**
+ * The ?embed=1 mode for iframes (and <blindspot-demo>): no page chrome, a link to the full lab,
+ * and the page's height posted to the embedding page so the frame can fit it.
+ */
+function setUpEmbed(params) {
+  if (params.get('embed') !== '1') return;
+  document.body.classList.add('embed');
+  $('embed-bar').hidden = false;
+  if (window.parent === window) return;
+  let last = 0;
+  new ResizeObserver(() => {
+    const height = Math.ceil(document.documentElement.getBoundingClientRect().height);
+    if (height === last) return;
+    last = height;
+    window.parent.postMessage({ blindspot: 'resize', height }, '*');
+  }).observe(document.body);
+}
+
+/** Arrow keys move between the gallery's digits (each is also a Tab stop and a button). */
+function setUpGalleryKeys() {
+  $('gallery').addEventListener('keydown', (e) => {
+    const thumb = e.target.closest('.thumb');
+    if (!thumb) return;
+    const thumbs = [...$('gallery').querySelectorAll('.thumb')];
+    const perRow = Math.max(1, Math.round($('gallery').clientWidth / thumb.offsetWidth));
+    const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: perRow, ArrowUp: -perRow, Home: -Infinity, End: Infinity }[e.key];
+    if (step === undefined) return;
+    e.preventDefault();
+    const next = Math.min(thumbs.length - 1, Math.max(0, thumbs.indexOf(thumb) + step));
+    thumbs[next].focus();
   });
 }
 
 async function main() {
   try {
     const params = new URLSearchParams(location.search);
+    setUpEmbed(params);
+    setUpGalleryKeys();
     const [manifest, packBytes] = await Promise.all([
-      fetch('models/models.json').then((r) => {
-        if (!r.ok) throw new Error(`models/models.json: ${r.status}`);
-        return r.json();
-      }),
+      fetchJson('models/models.json'),
       fetchBytes('models/data/mnist-test-1k.bin'),
     ]);
     state.models = manifest.models;
@@ -475,7 +565,16 @@ async function main() {
     document.addEventListener('drop', (e) => {
       e.preventDefault();
       document.body.classList.remove('dropping');
-      openModelFile(e.dataTransfer.files[0]);
+      const file = e.dataTransfer.files[0];
+      if (file?.type.startsWith('image/')) openImage(file); else openModelFile(file);
+    });
+    $('image-file').addEventListener('change', (e) => openImage(e.target.files[0]));
+    document.addEventListener('paste', (e) => {
+      if (e.target.closest?.('input, textarea')) return;
+      const item = [...(e.clipboardData?.items ?? [])].find((i) => i.kind === 'file');
+      if (!item) return;
+      e.preventDefault();
+      openImage(item.getAsFile());
     });
     $('run-attack').addEventListener('click', runAttack);
     $('cancel-attack').addEventListener('click', () => lab.cancel());
@@ -493,8 +592,14 @@ async function main() {
       : Number.isInteger(Number(target)) && target !== null && Number(target) >= 0 && Number(target) < 10 ? Number(target)
         : (state.pack.labels[state.digit] + 1) % 10;
     if (['lbfgs', 'fgsm', 'pgd'].includes(params.get('attack'))) $('method').value = params.get('attack');
-    $('method').addEventListener('change', remember);
-    $('heatmap').addEventListener('change', drawDiff);
+    recallSettings(params);
+    state.autorun = params.get('run') === '1' && params.has('digit');
+    $('method').addEventListener('change', () => remember());
+    for (const [, id] of SETTINGS) $(id).addEventListener('change', () => remember());
+    $('heatmap').addEventListener('change', () => {
+      drawDiff();
+      remember({ run: !$('attack-result').hidden });
+    });
     renderTargets();
     const wanted = params.get('model') ?? state.models.find((m) => m.default)?.id;
     await selectModel(wanted);

@@ -123,6 +123,42 @@ test('the URL holds model, digit, target and attack; opening it restores them', 
   assert.ok(coloured, 'the heatmap has red or blue pixels');
 });
 
+test('a permalink with settings and run=1 reproduces the attack it was copied from', async () => {
+  const page = await openPage(browser.context, `${browser.base}?model=fc10-1e-2&digit=3&target=6&attack=lbfgs`);
+  await ready(page);
+  await page.click('summary');
+  await page.fill('#max-iterations', '40');
+  await page.dispatchEvent('#max-iterations', 'change');
+  await page.fill('#c-steps', '3');
+  await page.dispatchEvent('#c-steps', 'change');
+  await page.click('#run-attack');
+  const first = await page.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
+  const distortion = await first.getAttribute('data-distortion');
+  const iterations = await page.textContent('#adv-numbers');
+  const link = new URL(page.url());
+  assert.equal(link.searchParams.get('iterations'), '40');
+  assert.equal(link.searchParams.get('c-steps'), '3');
+  assert.equal(link.searchParams.get('run'), '1', 'a shown result marks the link to run');
+  assert.equal(link.searchParams.has('epsilon'), false, 'default settings stay out of the link');
+
+  // the same link in a new tab: settings restored, the attack runs by itself, same numbers
+  const again = await openPage(browser.context, link.href);
+  const box = await again.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
+  assert.equal(await again.inputValue('#max-iterations'), '40');
+  assert.equal(await again.inputValue('#c-steps'), '3');
+  assert.equal(await box.getAttribute('data-label'), '6');
+  assert.equal(await box.getAttribute('data-distortion'), distortion, 'the same distortion, to the last digit');
+  assert.equal(await again.textContent('#adv-numbers'), iterations.replace(/time[\d.]+ s/, (await again.textContent('#adv-numbers')).match(/time[\d.]+ s/)[0]));
+  // changing the digit takes run=1 out of the link; nonsense settings fall back to defaults
+  await again.click('.thumb[data-index="4"]');
+  assert.equal(new URL(again.url()).searchParams.has('run'), false);
+  const bad = await openPage(browser.context, `${browser.base}?model=fc10-1e-2&digit=3&iterations=-5&c-steps=abc`);
+  await ready(bad);
+  assert.equal(await bad.inputValue('#max-iterations'), '150');
+  assert.equal(await bad.inputValue('#c-steps'), '5');
+  assert.deepEqual([...page.problems, ...again.problems, ...bad.problems], []);
+});
+
 test('a digit drawn on the pad is centred like MNIST, classified and attackable', async () => {
   const page = await openPage(browser.context, `${browser.base}?model=cnn&digit=0`);
   await ready(page);

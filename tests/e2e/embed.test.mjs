@@ -1,0 +1,96 @@
+// Embedding: the <blindspot-demo> element in a blog post, and the ?embed=1 iframe mode.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { launch, openPage, screenshot } from './harness.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+const labFrame = (page, id) => page.frames().find((f) => f.parentFrame() === page.mainFrame() && f.url().includes(`model=${id}`));
+
+test('the example blog post embeds two live demos with one script tag', async () => {
+  const page = await openPage(browser.context, `${browser.base}www/blog.html`);
+  const scripts = await page.$$eval('script', (s) => s.map((e) => e.getAttribute('src')));
+  assert.deepEqual(scripts, ['embed.js'], 'the post loads one script');
+
+  // the first demo runs the paper's attack by itself: a 7 made a 3
+  const first = page.frameLocator('#demo-lbfgs iframe');
+  const result = first.locator('#attack-result[data-label]:not([hidden])');
+  await result.waitFor({ timeout: 90_000 });
+  assert.equal(await result.getAttribute('data-success'), 'true');
+  assert.equal(await result.getAttribute('data-label'), '3');
+  assert.equal(await result.getAttribute('data-method'), 'lbfgs');
+  const distortion = Number(await result.getAttribute('data-distortion'));
+  assert.ok(distortion > 0.01 && distortion < 0.1, `distortion ${distortion}`);
+  assert.equal(await first.locator('#prediction').getAttribute('data-label'), '7');
+  // no page chrome in the frame, and the frame grew to fit the lab
+  assert.equal(await first.locator('.masthead').isVisible(), false);
+  assert.equal(await first.locator('.gallery-section').isVisible(), false);
+  assert.equal(await first.locator('#embed-bar').isVisible(), true);
+  const frameHeight = await page.$eval('#demo-lbfgs', (e) => e.shadowRoot.querySelector('iframe').getBoundingClientRect().height);
+  const contentHeight = await labFrame(page, 'cnn').evaluate(() => document.documentElement.getBoundingClientRect().height);
+  assert.ok(Math.abs(frameHeight - contentHeight) <= 6, `frame ${frameHeight}px for ${contentHeight}px of content`);
+
+  // the second waits for a click; its settings come from the attributes
+  await page.locator('#demo-fgsm').scrollIntoViewIfNeeded();
+  const second = page.frameLocator('#demo-fgsm iframe');
+  await second.locator('body[data-model-state="ready"]').waitFor({ timeout: 60_000 });
+  assert.equal(await second.locator('#model').inputValue(), 'fc10-1e-4');
+  assert.equal(await second.locator('#method').inputValue(), 'fgsm');
+  assert.equal(await second.locator('#targets button[data-target="any"]').getAttribute('aria-pressed'), 'true');
+  assert.equal(await second.locator('#attack-result').isVisible(), false, 'no autorun');
+  await second.locator('#run-attack').click();
+  const fgsm = second.locator('#attack-result[data-label]:not([hidden])');
+  await fgsm.waitFor({ timeout: 60_000 });
+  assert.equal(await fgsm.getAttribute('data-method'), 'fgsm');
+  assert.equal(await second.locator('#prediction').getAttribute('data-label'), '4');
+  assert.notEqual(await fgsm.getAttribute('data-label'), '4', 'FGSM at epsilon 0.1 fools the linear model');
+  assert.ok(Number(await fgsm.getAttribute('data-distortion')) <= 0.1 + 1e-6);
+  await screenshot(page, 'blog.png');
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.waitForTimeout(500);
+  await screenshot(page, 'blog-phone.png');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+  assert.ok(overflow <= 0, `the post scrolls sideways by ${overflow}px at phone width`);
+  assert.deepEqual(page.problems, []);
+});
+
+test('changing an attribute reloads the demo; the full-lab link keeps the state', async () => {
+  const page = await openPage(browser.context, `${browser.base}www/blog.html`);
+  await page.evaluate(() => document.querySelector('#demo-fgsm').setAttribute('digit', '9'));
+  await page.locator('#demo-fgsm').scrollIntoViewIfNeeded();
+  const frame = page.frameLocator('#demo-fgsm iframe');
+  await frame.locator('#prediction[data-digit="9"]').waitFor({ timeout: 60_000 });
+  const href = await frame.locator('#open-full').getAttribute('href');
+  const full = new URL(href, `${browser.base}index.html`);
+  assert.equal(full.searchParams.get('digit'), '9');
+  assert.equal(full.searchParams.get('model'), 'fc10-1e-4');
+  assert.equal(full.searchParams.has('embed'), false);
+  assert.equal(await frame.locator('#open-full').getAttribute('target'), '_blank');
+  assert.deepEqual(page.problems, []);
+});
+
+test('?embed=1 on its own: the lab without chrome, working, its height posted to the parent', async () => {
+  const page = await openPage(browser.context, `${browser.base}?embed=1&model=fc100-100-10&digit=2&target=7&attack=lbfgs&run=1`);
+  await page.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
+  assert.equal(await page.getAttribute('#attack-result', 'data-label'), '7');
+  for (const hidden of ['.masthead', '.gallery-section', '.bench-section', 'footer', '#model-file']) {
+    assert.equal(await page.locator(hidden).isVisible(), false, `${hidden} hidden in embed mode`);
+  }
+  assert.equal(new URL(page.url()).searchParams.get('embed'), '1', 'embed mode stays in the URL');
+  // a plain iframe in some other page gets the height messages
+  const host = await browser.context.newPage();
+  await host.setContent('<!doctype html><title>someone else\'s page</title><body></body>');
+  const heights = await host.evaluate(async (src) => {
+    const seen = [];
+    addEventListener('message', (e) => { if (e.data?.blindspot === 'resize') seen.push(e.data.height); });
+    const frame = document.createElement('iframe');
+    frame.src = src;
+    document.body.append(frame);
+    for (let i = 0; i < 100 && !seen.length; i++) await new Promise((r) => setTimeout(r, 100));
+    return seen;
+  }, `${browser.base}?embed=1&model=fc10-1&digit=1`);
+  assert.ok(heights.length > 0 && heights[0] > 300, `heights posted: ${heights}`);
+  assert.deepEqual(page.problems, []);
+});
