@@ -12,12 +12,24 @@ const TYPES = {
   '.md': 'text/markdown; charset=utf-8', '.ico': 'image/x-icon',
 };
 
-/** Serves `root` on 127.0.0.1:`port` (0 = any free port); resolves to the http.Server. */
-export function serve(root, port = 0) {
+/**
+ * Serves `root` on 127.0.0.1:`port` (0 = any free port); resolves to the http.Server. With
+ * `prefix` ("/classroom/blindspot/") the site lives under that path, as on a static host's
+ * sub-path: other paths answer 404, and the prefix without its slash redirects to it.
+ */
+export function serve(root, port = 0, { prefix = '/' } = {}) {
   const base = resolve(root);
+  const mount = `/${prefix.split('/').filter(Boolean).join('/')}/`.replace('//', '/');
   const server = createServer(async (req, res) => {
     try {
-      const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+      const url = new URL(req.url, 'http://x');
+      if (mount !== '/' && url.pathname === mount.slice(0, -1)) {
+        res.writeHead(301, { Location: mount + url.search });
+        res.end();
+        return;
+      }
+      if (!url.pathname.startsWith(mount)) throw Object.assign(new Error(), { code: 'ENOENT' });
+      const path = decodeURIComponent(url.pathname.slice(mount.length - 1));
       let file = normalize(join(base, path));
       if (file !== base && !file.startsWith(base + sep)) throw Object.assign(new Error(), { code: 'ENOENT' });
       if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
@@ -39,9 +51,11 @@ export function serve(root, port = 0) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const i = process.argv.indexOf('--port');
-  const port = i > 0 ? Number(process.argv[i + 1]) : 8080;
+  const arg = (name) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+  const port = Number(arg('--port') ?? 8080);
+  const prefix = arg('--prefix') ?? '/';
   const root = resolve(fileURLToPath(import.meta.url), '../..');
-  const server = await serve(root, port);
-  console.log(`blindspot: serving ${root} at http://127.0.0.1:${server.address().port}/ (Ctrl-C stops)`);
+  const server = await serve(root, port, { prefix });
+  const mount = `/${prefix.split('/').filter(Boolean).join('/')}/`.replace('//', '/');
+  console.log(`blindspot: serving ${root} at http://127.0.0.1:${server.address().port}${mount} (Ctrl-C stops)`);
 }

@@ -1,5 +1,5 @@
 // The page: model picker, test-digit gallery, classification with probability bars.
-import { fetchBytes, fetchJson } from './assets.js';
+import { fetchBytes, fetchJson, inlined } from './assets.js';
 import { LabWorker } from './client.js';
 import { parseDigitPack } from './digits.js';
 import { drawCurve, drawDifference, drawGrey, drawHeatmap, drawUnit } from './draw.js';
@@ -83,7 +83,7 @@ async function selectModel(id) {
   state.model = model;
   const generation = ++state.generation;
   $('model').value = model.id;
-  $('model-card').hidden = !model.card;
+  $('model-card').hidden = !model.card || inlined; // the single file carries no model cards
   if (model.card) $('model-card').href = `models/${model.card}`;
   showError('');
   for (const thumb of document.querySelectorAll('.thumb.wrong')) thumb.classList.remove('wrong');

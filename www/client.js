@@ -1,4 +1,13 @@
 // The page's side of the worker: each request a Promise; a crashed worker is replaced.
+import { fetchBytes } from './assets.js';
+
+// The single-file build (scripts/build-single.mjs) inlines the worker, bundled with the wasm glue,
+// as source text, and the wasm among its assets: a page opened from file:// can neither start a
+// worker from a file nor let the worker fetch one. The worker then starts from a Blob URL, and the
+// page compiles the wasm once and hands the module to every worker it starts (the first message).
+const inlineWorker = globalThis.BLINDSPOT_INLINE?.worker;
+let inlineUrl;
+let inlineModule;
 
 export class LabWorker {
   constructor(url = new URL('./worker.js', import.meta.url)) {
@@ -10,7 +19,18 @@ export class LabWorker {
   }
 
   start() {
-    this.worker = new Worker(this.url, { type: 'module' });
+    if (inlineWorker) {
+      inlineUrl ??= URL.createObjectURL(new Blob([inlineWorker], { type: 'text/javascript' }));
+      inlineModule ??= fetchBytes('pkg/blindspot_bg.wasm').then((bytes) => WebAssembly.compile(bytes));
+      // A classic worker (the bundle has no imports): a file:// page cannot start a module worker
+      // from a Blob URL. The name tells worker.js to wait for the module, not fetch the wasm.
+      const worker = new Worker(inlineUrl, { name: 'blindspot-inline' });
+      inlineModule.then((module) => worker.postMessage({ op: 'wasm', module }),
+        (e) => worker.postMessage({ op: 'wasm', error: `the wasm could not be compiled: ${e?.message ?? e}` }));
+      this.worker = worker;
+    } else {
+      this.worker = new Worker(this.url, { type: 'module' });
+    }
     this.worker.onmessage = ({ data }) => {
       const request = this.pending.get(data.id);
       if (!request) return;
@@ -74,6 +94,26 @@ export class LabWorker {
   /** A grey drawing (width x height, ink high) as a 28x28 MNIST-style digit. */
   mnistLike(pixels, width, height) {
     return this.call('mnistLike', { pixels, width, height });
+  }
+
+  /** An RGBA image (ImageData bytes) of a digit as a 28x28 MNIST-style digit; rejects blank images. */
+  mnistFromRgba(rgba, width, height) {
+    return this.call('mnistFromRgba', { rgba, width, height });
+  }
+
+  /** The paper tables' seeded target for each digit (indices into the test set, with labels). */
+  paperTargets(labels, indices, seed = 2013, classes = 10) {
+    return this.call('paperTargets', { labels: Array.from(labels), indices, seed, classes });
+  }
+
+  /** Each adversarial moved along its perturbation from its original to distortion `to`. */
+  amplified(originals, adversarials, to) {
+    return this.call('amplified', { originals, adversarials, to });
+  }
+
+  /** Clipped Gaussian noise of each stddev on `images`, one seeded stream: [stddev][image][pixel]. */
+  paperNoise(images, stddevs, seed = 2013) {
+    return this.call('paperNoise', { images, stddevs, seed });
   }
 
   /** Gaussian noise of `distortion` (seeded) on `pixels`, classified, as an attack outcome. */

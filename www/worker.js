@@ -1,7 +1,13 @@
 // The module worker that owns the wasm: loads models and classifies, one message at a time.
-import init, { Model, lastPanic, mnistLike } from '../pkg/blindspot.js';
+import init, { Model, amplified, lastPanic, mnistFromRgba, mnistLike, paperNoise, paperTarget } from '../pkg/blindspot.js';
 
-const ready = init();
+// Served, the glue fetches pkg/blindspot_bg.wasm itself. Started by the single-file build's page
+// (named 'blindspot-inline', from a Blob URL), it waits for the page's compiled module instead.
+let wasmArrived;
+const ready = self.name === 'blindspot-inline'
+  ? new Promise((resolve, reject) => { wasmArrived = { resolve, reject }; })
+  : init();
+ready.catch(() => {}); // a failure is reported to each request, not as an unhandled rejection
 const models = new Map(); // key -> Model
 
 function loaded(key) {
@@ -70,6 +76,26 @@ const ops = {
   mnistLike({ pixels, width, height }) {
     return Array.from(mnistLike(pixels, width, height));
   },
+  /** An RGBA image of a digit (photo, scan, screenshot) as an MNIST-style digit. */
+  mnistFromRgba({ rgba, width, height }) {
+    return Array.from(mnistFromRgba(rgba, width, height));
+  },
+  /** The tables' seeded targets for digits `indices` with `labels` (as `blindspot table1`). */
+  paperTargets({ labels, indices, seed = 2013, classes = 10 }) {
+    return indices.map((index, k) => paperTarget(labels[k], index, BigInt(seed), classes));
+  },
+  /** Adversarial examples moved along their perturbation to distortion `to` (the paper's Table 3). */
+  amplified({ originals, adversarials, to }) {
+    return originals.map((x, k) => Array.from(amplified(Float32Array.from(x), Float32Array.from(adversarials[k]), to)));
+  },
+  /** Clipped Gaussian noise rows, one per stddev, from one seeded stream (as `blindspot table2`). */
+  paperNoise({ images, stddevs, seed = 2013 }) {
+    const size = images[0]?.length ?? 0;
+    const flat = new Float32Array(images.length * size);
+    images.forEach((x, k) => flat.set(x, k * size));
+    const out = paperNoise(flat, size, Float64Array.from(stddevs), BigInt(seed));
+    return stddevs.map((_, s) => images.map((_, k) => Array.from(out.subarray((s * images.length + k) * size, (s * images.length + k + 1) * size))));
+  },
   /** Gaussian noise of the given distortion (seeded), classified. */
   noise({ key, pixels, target, distortion, seed = 1 }) {
     return outcome(loaded(key).noise(pixels, target ?? -1, distortion, BigInt(seed)));
@@ -85,6 +111,11 @@ const ops = {
 
 self.onmessage = async ({ data }) => {
   const { id, op } = data;
+  if (op === 'wasm' && wasmArrived) {
+    if (data.error) wasmArrived.reject(new Error(data.error));
+    else wasmArrived.resolve(init({ module_or_path: data.module }));
+    return;
+  }
   try {
     await ready;
     if (!ops[op]) throw new Error(`unknown request "${op}"`);

@@ -10,18 +10,49 @@ import { serve } from '../../scripts/serve.mjs';
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 export const SHOTS = join(ROOT, 'test-results');
 
-/** Starts the server and a fresh headless Chromium; returns { base, context, close }. */
-export async function launch() {
-  const server = await serve(ROOT, 0);
-  const base = `http://127.0.0.1:${server.address().port}/`;
+/** A fresh headless Chromium with a profile of its own (a persistent context). */
+function startChromium(options = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'blindspot-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
+  return chromium.launchPersistentContext(profile, {
+    ...options,
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport: { width: 1280, height: 900 },
   });
+}
+
+/** A fresh headless Chromium as launch() starts it, but with service workers allowed and no server. */
+export async function launchBrowser() {
+  const context = await startChromium();
+  return { context, close: () => context.close() };
+}
+
+/**
+ * Serves the site (under `prefix`, default "/"); resolves to { server, base, stop }, where
+ * `stop()` really takes the server down: it closes every open connection too.
+ */
+export async function serveSite({ prefix = '/' } = {}) {
+  const server = await serve(ROOT, 0, { prefix });
+  const base = new URL(prefix, `http://127.0.0.1:${server.address().port}/`).href;
+  return {
+    server, base,
+    stop() {
+      const closed = new Promise((ok) => server.close(ok));
+      server.closeAllConnections();
+      return closed;
+    },
+  };
+}
+
+/** Starts the server and a fresh headless Chromium; returns { base, context, close }. */
+export async function launch() {
+  const server = await serve(ROOT, 0);
+  const base = `http://127.0.0.1:${server.address().port}/`;
+  // No service worker (www/offline.js registers one): page.route() does not see the requests a
+  // service worker answers, and these tests stub models with it. offline.test.mjs has its own.
+  const context = await startChromium({ serviceWorkers: 'block' });
   return {
     base, context,
     async close() {

@@ -1,0 +1,110 @@
+// blindspot's service worker: the site keeps working with no network after a first visit.
+// Network first, so an updated site is never served stale while online; the cache answers only
+// when the network fails. Installing pre-caches everything a first visit needs (the page, its
+// modules found by following their imports, the wasm, the model list, the default model and the
+// digits); any other same-origin GET that succeeds (another model) is cached as it is fetched.
+// Every URL is relative to this file, so the site works from any sub-path of a static host.
+
+const CACHE = 'blindspot-v1';
+const SCOPE = new URL('./', self.location.href);
+
+// What a first visit fetches, besides the default model (named in models.json) and the modules
+// that the page and the modules import, which are found by following them, so a new module needs
+// no entry here. Installing fails if one of these is missing; a followed reference that is
+// missing is skipped.
+const PRECACHE = [
+  './', 'index.html', 'www/style.css', 'www/favicon.svg', 'www/app.js', 'www/worker.js',
+  'pkg/blindspot.js', 'pkg/blindspot_bg.wasm', 'models/models.json', 'models/data/mnist-test-1k.bin',
+];
+
+/** Same-origin URLs a page or module names: src/href attributes, imports, new URL(.., import.meta.url). */
+function references(text, base, html) {
+  const patterns = html
+    ? [/\b(?:src|href)\s*=\s*["']([^"'#?]+)["']/g]
+    : [/\bfrom\s*["']([^"']+)["']/g, /\bimport\s*\(?\s*["']([^"']+)["']/g,
+      /\bnew\s+URL\(\s*["']([^"']+)["']\s*,\s*import\.meta\.url/g];
+  const found = [];
+  for (const pattern of patterns) {
+    for (const [, ref] of text.matchAll(pattern)) {
+      const url = new URL(ref, base);
+      url.hash = '';
+      if (!url.href.startsWith(SCOPE.href)) continue;
+      // A page's links to other documents (model cards) are not needed offline.
+      if (html && !/\.(m?js|css|svg|png|ico|wasm)$/.test(url.pathname)) continue;
+      found.push(url.href);
+    }
+  }
+  return found;
+}
+
+/** Caches `urls` (each must succeed) and, following them, what pages and modules refer to. */
+async function precache(cache, urls) {
+  const seen = new Set();
+  let queue = urls.map((u) => ({ url: new URL(u, SCOPE).href, required: true }));
+  while (queue.length) {
+    const batch = queue.filter(({ url }) => !seen.has(url) && seen.add(url));
+    queue = [];
+    await Promise.all(batch.map(async ({ url, required }) => {
+      const response = await fetch(url, { cache: 'no-cache' }).catch((e) => ({ ok: false, status: e.message }));
+      if (!response.ok) {
+        if (required) throw new Error(`${url}: ${response.status}`);
+        return;
+      }
+      await cache.put(url, response.clone());
+      const path = new URL(url).pathname;
+      const html = /(\.html|\/)$/.test(path);
+      if (html || /\.m?js$/.test(path)) {
+        for (const ref of references(await response.text(), url, html)) queue.push({ url: ref, required: false });
+      } else if (path.endsWith('/models/models.json')) {
+        const { models = [] } = await response.json();
+        const model = models.find((m) => m.default) ?? models[0];
+        if (model) queue.push({ url: new URL(model.file, url).href, required: true });
+      }
+    }));
+  }
+}
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(caches.open(CACHE).then((cache) => precache(cache, PRECACHE)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil((async () => {
+    for (const key of await caches.keys()) if (key.startsWith('blindspot-') && key !== CACHE) await caches.delete(key);
+    await self.clients.claim();
+  })());
+});
+
+async function fromCache(request) {
+  const cache = await caches.open(CACHE);
+  const hit = await cache.match(request);
+  if (hit) return hit;
+  // The page is the same page whatever its query (?model=..&digit=..).
+  if (request.mode === 'navigate' || request.destination === 'document') {
+    return (await cache.match(request, { ignoreSearch: true }))
+      ?? (await cache.match(new URL('index.html', SCOPE).href))
+      ?? (await cache.match(SCOPE.href));
+  }
+  return cache.match(request, { ignoreSearch: true });
+}
+
+self.addEventListener('fetch', (event) => {
+  const { request } = event;
+  const url = new URL(request.url);
+  if (request.method !== 'GET' || url.origin !== SCOPE.origin || !url.href.startsWith(SCOPE.href)) return;
+  if (request.headers.has('range')) return;
+  event.respondWith((async () => {
+    try {
+      const response = await fetch(request);
+      if (response.ok && response.type === 'basic') {
+        const copy = response.clone();
+        event.waitUntil(caches.open(CACHE).then((cache) => cache.put(request, copy)).catch(() => {}));
+      }
+      return response;
+    } catch (offline) {
+      const cached = await fromCache(request);
+      if (cached) return cached;
+      throw offline;
+    }
+  })());
+});

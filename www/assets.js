@@ -1,0 +1,31 @@
+// Where the page's files come from: the site, relative to where blindspot is hosted, or the
+// copies the single-file build inlines (globalThis.BLINDSPOT_INLINE.assets: path -> data: URL).
+
+// Inlined assets named in BLINDSPOT_INLINE.gzip are stored gzipped, and inflated here.
+
+const inline = globalThis.BLINDSPOT_INLINE?.assets ?? {};
+const gzipped = new Set(globalThis.BLINDSPOT_INLINE?.gzip ?? []);
+const root = new URL('../', import.meta.url);
+
+/** True in the single-file build, where the site's files are inlined. */
+export const inlined = Object.keys(inline).length > 0;
+
+/** The URL of a file of the site, given by its path from the site's root ("models/cnn.onnx"). */
+export function assetUrl(path) {
+  return inline[path] ?? new URL(path, root).href;
+}
+
+/** The bytes of a file of the site; a clear error when it is missing. */
+export async function fetchBytes(path) {
+  const response = await fetch(assetUrl(path));
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${response.statusText || 'not found'}`);
+  if (gzipped.has(path) && inline[path]) {
+    return new Response(response.body.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();
+  }
+  return response.arrayBuffer();
+}
+
+/** A JSON file of the site, parsed. */
+export async function fetchJson(path) {
+  return JSON.parse(new TextDecoder().decode(await fetchBytes(path)));
+}
