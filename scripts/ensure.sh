@@ -31,6 +31,15 @@ ensure_chromium() {
   fi
 }
 
+# Mesa's lavapipe: a CPU Vulkan driver, so the native WebGPU tests (tests/gpu.rs) find an adapter.
+ensure_lavapipe() {
+  if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+    say "installing Mesa's lavapipe (CPU Vulkan) for the WebGPU tests"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+  fi
+}
+
 ensure_npm() {
   if [ ! -d "$ROOT/node_modules/playwright-core" ] \
      || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then

@@ -2,6 +2,7 @@
 # Runs every test: the Rust core natively, then the page in Debian's Chromium.
 source "$(dirname "$0")/ensure.sh"
 cd "$ROOT"
+ensure_lavapipe
 say "native tests (cargo test)"
 cargo test --all-targets
 build_wasm

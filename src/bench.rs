@@ -1,4 +1,5 @@
-//! Throughput measurement: evaluations per second of forward and forward + gradient passes.
+//! Throughput measurement: evaluations per second of forward and forward + gradient passes, on
+//! the CPU (tract) and, natively, on the WebGPU backend.
 
 use std::time::{Duration, Instant};
 
@@ -38,4 +39,14 @@ pub fn measure(model: &Classifier, input: &[f32], time: Duration) -> Result<Thro
     let target = gradient.one_hot(0)?;
     let gradient_per_s = rate(time, || gradient.evaluate(input, &target).map(|_| ()))?;
     Ok(Throughput { forward_per_s, gradient_per_s })
+}
+
+/// Forward + cross-entropy-gradient rate of `model` at `input` on the WebGPU backend (compiled
+/// and uploaded once, before timing); an error naming the op when the backend has none for it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn measure_gpu(gpu: &crate::gpu::Gpu, model: &Classifier, input: &[f32], time: Duration) -> Result<f64> {
+    let gradient = model.gradient(&Objective::CrossEntropy)?;
+    let target = gradient.one_hot(0)?;
+    let compiled = crate::gpu::GpuModel::for_gradient(gpu, &gradient)?;
+    rate(time, || compiled.evaluate_blocking(input, &target).map(|_| ()))
 }

@@ -4,12 +4,15 @@ pub mod attack;
 pub mod bench;
 pub mod digits;
 pub mod error;
+pub mod gpu;
 pub mod grad;
 pub mod image;
 pub mod model;
 pub mod rng;
+pub mod units;
 pub mod optim;
 pub mod paper;
+pub mod spectral;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

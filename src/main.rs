@@ -16,7 +16,9 @@ USAGE:
     blindspot table1 [--n 1000] [--seed 2013] [--models id,id,...] [--csv FILE]
     blindspot table2 [--n 1000] [--seed 2013]
     blindspot table3 [--n 1000] [--seed 2013]
+    blindspot units MODEL [--tensor NAME [--unit I] [--seed S] [--top 8] [--n 10000]]
     blindspot serve-loss MODEL
+    blindspot lipschitz MODEL
     blindspot bench grad [--ms 1000]
 
     MODEL   an ONNX classifier (models/*.onnx)
@@ -51,13 +53,30 @@ and Gaussian noise of stddev 0.1 and 0.3, fed to every Table 1 model; each cell 
 table3 is Tables 3-4: examples made for FC100-100-10 trained on P1, fed to FC123-456-10 (P1) and
 FC100-100-10' (P2), plain and amplified to distortion 0.1, beside Gaussian noise of stddev 0.1.
 
+units is the paper's Property 1. Without --tensor it lists the graph's named tensors, one JSON
+line each: {\"name\",\"shape\"}. With --tensor it computes that tensor's activations phi(x) for
+the first --n MNIST test digits and prints one JSON line: the --top digits maximising
+<phi(x), e_I> for unit --unit (default 0), and those maximising <phi(x), v> for a random unit
+direction v drawn with seed --seed (default 1), each as {\"digit\",\"label\",\"value\"}:
+{\"tensor\",\"shape\",\"digits\",\"unit\",\"unit_top\",\"seed\",\"direction_top\"}.
+
+lipschitz is the paper's Table 5 (section 4.3) for MODEL: for every linear layer (Gemm/MatMul,
+Conv) its operator norm ||W|| by power iteration on the layer and its adjoint (in f64), and for
+convolutions by the Fourier formula (sup over frequencies of the kernels' DFT matrix; the
+stride-1 value for strided ones, an upper bound); the factor of what follows (ReLU 1, sigmoid 1/4,
+max-pool 1, scalings); each row's upper Lipschitz bound and their product, a Lipschitz constant
+of input -> logits. Markdown. A graph that is not a chain, or an op with no known factor, gets
+the per-layer norms and no product, with the node named.
+
 serve-loss is for reference checks (tools/reference_attack.py): it reads frames from stdin, each a
 little-endian u32 target then the input as float32, and answers each with the attack's loss
 (cross-entropy against the target) as a float64, then its gradient and the logits as float32.
 
 bench grad prints a Markdown table: forward-only and forward + gradient evaluations per second
 for every model in models/models.json and the MobileNet- and ResNet-class test graphs, each
-timed for --ms milliseconds (run from the repository root).";
+timed for --ms milliseconds (run from the repository root), then the forward + gradient rate on
+the WebGPU backend (wgpu's first native adapter, named below the table) and its ratio to the
+CPU's; \"-\" where there is no adapter or the backend has no kernel for an op (both said below).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -88,6 +107,8 @@ fn run(args: &[String]) -> Result<()> {
         "serve-loss" => serve_loss(&cli),
         "table2" => table2(&cli),
         "table3" => table3(&cli),
+        "lipschitz" => lipschitz(&cli),
+        "units" => units(&cli),
         other => Err(Error::Input(format!("unknown command \"{other}\"\n\n{USAGE}"))),
     }
 }
@@ -418,6 +439,56 @@ fn table3(args: &Args) -> Result<()> {
     Ok(())
 }
 
+fn units(args: &Args) -> Result<()> {
+    use blindspot::units;
+    args.refuse_unknown(&["tensor", "unit", "seed", "top", "n"])?;
+    let [model_path] = args.positional.as_slice() else {
+        return Err(Error::Input(format!("units needs MODEL\n\n{USAGE}")));
+    };
+    let model = Classifier::load(&read(model_path)?, None)?;
+    let Some(tensor) = args.option("tensor") else {
+        for t in units::named_tensors(&model) {
+            println!("{}", serde_json::json!({ "name": t.name, "shape": t.shape }));
+        }
+        return Ok(());
+    };
+    let (unit, seed): (usize, u64) = (number(args, "unit", 0)?, number(args, "seed", 1)?);
+    let (top, n): (usize, usize) = (number(args, "top", 8)?, number(args, "n", 10_000)?);
+    let pack = blindspot::DigitPack::parse(&read("models/data/mnist-test-10k.bin")?)?;
+    let n = n.min(pack.len());
+    let probe = units::Probe::new(&model, tensor)?;
+    let images: Vec<f32> = (0..n).flat_map(|i| pack.input(i)).collect();
+    let activations = probe.run(&images)?;
+    let len = probe.tensor.len();
+    let ranked = |direction: &[f32]| -> Result<Vec<serde_json::Value>> {
+        Ok(units::top_k(&activations, len, direction, top)?
+            .into_iter()
+            .map(|(digit, value)| serde_json::json!({ "digit": digit, "label": pack.labels[digit], "value": value }))
+            .collect())
+    };
+    let line = serde_json::json!({
+        "tensor": tensor,
+        "shape": probe.tensor.shape,
+        "digits": n,
+        "unit": unit,
+        "unit_top": ranked(&units::unit(len, unit)?)?,
+        "seed": seed,
+        "direction_top": ranked(&units::random_direction(len, seed))?,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+fn lipschitz(args: &Args) -> Result<()> {
+    args.refuse_unknown(&[])?;
+    let [model_path] = args.positional.as_slice() else {
+        return Err(Error::Input(format!("lipschitz needs MODEL\n\n{USAGE}")));
+    };
+    let model = Classifier::load(&read(model_path)?, None)?;
+    print!("{}", blindspot::spectral::lipschitz(&model)?.markdown());
+    Ok(())
+}
+
 fn serve_loss(args: &Args) -> Result<()> {
     use std::io::{Read, Write};
     args.refuse_unknown(&[])?;
@@ -464,19 +535,41 @@ fn bench(args: &Args) -> Result<()> {
     for zoo in ["mobilenet", "resnet"] {
         models.push((format!("{zoo} (test graph, 3x64x64)"), format!("tests/fixtures/zoo/{zoo}.onnx")));
     }
-    println!("| model | parameters | forward / s | forward + gradient / s | gradient cost (forwards) |");
-    println!("|---|---:|---:|---:|---:|");
+    // the CPU columns first, as they were before the WebGPU ones existed
+    let gpu = blindspot::gpu::Gpu::request_blocking();
+    println!("| model | parameters | forward / s | forward + gradient / s | gradient cost (forwards) | WebGPU forward + gradient / s | WebGPU / CPU |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut refused = vec![];
     for (name, path) in models {
         let model = Classifier::load(&read(&path)?, None)?;
         let params = parameter_count(&model);
         let input: Vec<f32> = (0..model.image_len()).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
         let t = blindspot::bench::measure(&model, &input, time)?;
+        let (on_gpu, versus) = match gpu.as_ref().map(|g| blindspot::bench::measure_gpu(g, &model, &input, time)) {
+            Ok(Ok(rate)) => (format!("{rate:.0}"), format!("{:.2}", rate / t.gradient_per_s)),
+            Ok(Err(e)) => {
+                refused.push(format!("{name}: {e}"));
+                ("-".into(), "-".into())
+            }
+            Err(_) => ("-".into(), "-".into()),
+        };
         println!(
-            "| {name} | {params} | {:.0} | {:.0} | {:.2} |",
+            "| {name} | {params} | {:.0} | {:.0} | {:.2} | {on_gpu} | {versus} |",
             t.forward_per_s,
             t.gradient_per_s,
             t.gradient_cost()
         );
+    }
+    println!();
+    match &gpu {
+        Ok(g) => println!(
+            "WebGPU adapter: {}. A software adapter (lavapipe, llvmpipe, SwiftShader) emulates the GPU on the CPU: its rates say nothing about GPU speed.",
+            g.adapter
+        ),
+        Err(e) => println!("WebGPU: no adapter here ({e}); its columns show \"-\"."),
+    }
+    for r in refused {
+        println!("WebGPU refused {r}");
     }
     Ok(())
 }

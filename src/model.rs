@@ -99,6 +99,19 @@ impl Classifier {
         &self.decluttered
     }
 
+    /// The typed graph before simplification, where every ONNX tensor name is still a label.
+    pub fn typed_graph(&self) -> &TypedModel {
+        &self.typed
+    }
+
+    /// The outlet of the tensor named `tensor` (ONNX tensor name, or node name) in the typed graph.
+    pub(crate) fn named_outlet(&self, tensor: &str) -> Result<OutletId> {
+        self.typed
+            .find_outlet_label(tensor)
+            .or_else(|| self.typed.node_id_by_name(tensor).ok().map(|id| OutletId::new(id, 0)))
+            .ok_or_else(|| Error::Input(format!("the graph has no tensor named \"{tensor}\"")))
+    }
+
     /// The gradient graph of `objective` over this model (see [`crate::grad`]).
     pub fn gradient(&self, objective: &crate::grad::Objective) -> Result<crate::grad::GradientModel> {
         match objective {
@@ -114,10 +127,7 @@ impl Classifier {
     /// second output, so simplification cannot fold it away; it carries `tensor` as its label.
     fn with_probe(&self, tensor: &str) -> Result<TypedModel> {
         let mut model = self.typed.clone();
-        let outlet = model
-            .find_outlet_label(tensor)
-            .or_else(|| model.node_id_by_name(tensor).ok().map(|id| OutletId::new(id, 0)))
-            .ok_or_else(|| Error::Input(format!("the graph has no tensor named \"{tensor}\"")))?;
+        let outlet = self.named_outlet(tensor)?;
         let logits = model.output_outlets().map_err(|e| Error::Model(chain(&e)))?[0];
         model.select_output_outlets(&[logits, outlet]).map_err(|e| Error::Model(chain(&e)))?;
         let mut model = model.into_decluttered().map_err(|e| Error::Model(chain(&e)))?;

@@ -1,9 +1,13 @@
 //! Attacks proven by outcome: target reached, box respected, distortion small, deterministic,
 //! cancellable.
 
+#[path = "support/callback_attack.rs"]
+mod callback_attack;
+
 use blindspot::attack::baselines::{self, Budget};
-use blindspot::attack::lbfgs::{attack, Options};
+use blindspot::attack::lbfgs::{attack, Ask, Options, Progress, Search};
 use blindspot::attack::{Goal, Outcome};
+use blindspot::optim::lbfgsb;
 use blindspot::rng::Rng;
 use blindspot::{Classifier, DigitPack, Error};
 
@@ -107,4 +111,84 @@ fn baselines_respect_their_budgets() {
     assert!(n.distortion > 0.05 && n.distortion < 0.1, "clipped noise of stddev 0.1: {}", n.distortion);
     let s = baselines::noise_of_distortion(&m, &x, Goal::Untargeted { label }, 0.05, &mut Rng(2)).unwrap();
     assert!(s.distortion <= 0.05 + 1e-6 && s.distortion > 0.03);
+}
+
+/// The outcome without its wall time, with the distortion's bits: what must not change.
+fn exact(mut o: Outcome) -> (Outcome, u64) {
+    o.seconds = 0.0;
+    let bits = o.distortion.to_bits();
+    (o, bits)
+}
+
+/// The digits and goals of the equality checks: fc100-100-10 on digits 0-4, towards the next
+/// class and untargeted, and the CNN on digit 0 towards 3.
+fn cases(pack: &DigitPack) -> Vec<(&'static str, usize, Goal)> {
+    let mut cases = Vec::new();
+    for digit in 0..5 {
+        let label = pack.labels[digit] as usize;
+        cases.push(("fc100-100-10", digit, Goal::Target((label + 1) % 10)));
+        cases.push(("fc100-100-10", digit, Goal::Untargeted { label }));
+    }
+    cases.push(("cnn", 0, Goal::Target(3)));
+    cases
+}
+
+/// `attack` drives the `Search` state machine; before, the c-search called L-BFGS-B with the
+/// model in a closure (tests/support/callback_attack.rs). Same examples, counts, c and progress
+/// reports, bit for bit.
+#[test]
+fn the_state_machine_gives_the_callback_attacks_examples() {
+    let minimize: callback_attack::Minimize = |f, x0, lower, upper, options, progress| {
+        lbfgsb::minimize(f, x0, lower, upper, options, progress)
+    };
+    let pack = pack();
+    for (id, digit, goal) in cases(&pack) {
+        let m = model(id);
+        let x = pack.input(digit);
+        let (mut before, mut after) = (Vec::<Progress>::new(), Vec::<Progress>::new());
+        let old = callback_attack::attack(minimize, &m, &x, goal, &Options::default(), |p| {
+            before.push(*p);
+            true
+        })
+        .unwrap();
+        let new = attack(&m, &x, goal, &Options::default(), |p| {
+            after.push(*p);
+            true
+        })
+        .unwrap();
+        assert!(new.success, "{id} digit {digit} {goal:?}");
+        assert_eq!(exact(old), exact(new), "{id} digit {digit} {goal:?}");
+        assert_eq!(before, after, "{id} digit {digit} {goal:?}: progress");
+    }
+}
+
+/// The search asks for exactly what a GPU running the loss graph gives: objective, logits and
+/// input gradient of `Goal::objective` with its one-hot parameter, and logits to classify.
+#[test]
+fn a_search_answered_by_the_raw_loss_graph_matches_attack() {
+    let pack = pack();
+    for (id, digit, goal) in cases(&pack).into_iter().step_by(3) {
+        let m = model(id);
+        let x = pack.input(digit);
+        let (objective, class) = goal.objective();
+        let graph = m.gradient(&objective).unwrap();
+        let one_hot = graph.one_hot(class).unwrap();
+        let mut search = Search::new(&x, goal, &Options::default());
+        let mut reports = 0;
+        let driven = loop {
+            match search.ask() {
+                Ask::Gradient(image) => {
+                    assert!(matches!(search.ask(), Ask::Gradient(again) if again == image), "asking again repeats");
+                    search.tell(graph.evaluate(&image, &one_hot).unwrap())
+                }
+                Ask::Classify(image) => search.tell_logits(m.classify(&image).unwrap().logits),
+                Ask::Progress(_) => reports += 1,
+                Ask::Done(outcome) => break outcome.unwrap(),
+            }
+        };
+        assert!(matches!(search.ask(), Ask::Done(Ok(again)) if again == driven), "asking again repeats the outcome");
+        assert_eq!(reports, driven.iterations);
+        let called = attack(&m, &x, goal, &Options::default(), |_| true).unwrap();
+        assert_eq!(exact(driven), exact(called), "{id} digit {digit} {goal:?}");
+    }
 }

@@ -2,7 +2,10 @@
 
 use std::cell::RefCell;
 
-use blindspot::optim::lbfgsb::{minimize, projected_gradient_norm, Convergence, Options, Stop};
+use blindspot::optim::asktell::{Ask, AskTell};
+use blindspot::optim::lbfgsb::{
+    minimize, projected_gradient_norm, Convergence, Options, Outcome, Stop,
+};
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lbfgsb");
@@ -474,4 +477,148 @@ fn image_sized_problem() {
         .map(|i| (outcome.x[i] - centre[i].clamp(0.0, 1.0)).abs())
         .fold(0.0, f64::max);
     assert!(worst < 1e-4, "max error {worst}");
+}
+
+/// Everything a run shows: where the objective was evaluated, the progress reports, the outcome.
+#[derive(Debug, PartialEq)]
+struct Trace {
+    points: Vec<Vec<u64>>,
+    reports: Vec<(usize, u64, Vec<u64>)>,
+    outcome: (Vec<u64>, u64, usize, usize, Stop, u64),
+}
+
+fn bits(x: &[f64]) -> Vec<u64> {
+    x.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Runs `driver` (one of the two `minimize`s) on `fg`, cancelling after `cancel_after` iterations.
+fn trace<D>(driver: D, fg: &Objective, x0: &[f64], lower: &[f64], upper: &[f64], options: &Options, cancel_after: usize) -> Trace
+where
+    D: FnOnce(
+        &mut dyn FnMut(&[f64]) -> (f64, Vec<f64>),
+        &[f64],
+        &[f64],
+        &[f64],
+        &Options,
+        &mut dyn FnMut(usize, f64, &[f64]) -> bool,
+    ) -> Outcome,
+{
+    let mut points = Vec::new();
+    let mut reports = Vec::new();
+    let o = driver(
+        &mut |x| {
+            points.push(bits(x));
+            fg(x)
+        },
+        x0,
+        lower,
+        upper,
+        options,
+        &mut |i, f, x| {
+            reports.push((i, f.to_bits(), bits(x)));
+            i < cancel_after
+        },
+    );
+    Trace {
+        points,
+        reports,
+        outcome: (bits(&o.x), o.f.to_bits(), o.iterations, o.evaluations, o.stop, o.projected_gradient_norm.to_bits()),
+    }
+}
+
+/// The ask/tell optimiser driven by a loop, as the browser's GPU path drives it.
+fn ask_tell_minimize(
+    f: &mut dyn FnMut(&[f64]) -> (f64, Vec<f64>),
+    x0: &[f64],
+    lower: &[f64],
+    upper: &[f64],
+    options: &Options,
+    progress: &mut dyn FnMut(usize, f64, &[f64]) -> bool,
+) -> Outcome {
+    let mut optimiser = AskTell::new(x0, lower, upper, options);
+    loop {
+        match optimiser.ask() {
+            Ask::Evaluate(x) => {
+                let (value, gradient) = f(&x);
+                optimiser.tell(value, gradient);
+            }
+            Ask::Iteration { iteration, f, x } => {
+                if !progress(iteration, f, &x) {
+                    optimiser.cancel();
+                }
+            }
+            Ask::Done(outcome) => return outcome,
+        }
+    }
+}
+
+/// The ask/tell optimiser reruns basin's iterations from snapshots: it must evaluate the same
+/// points, report the same iterates and end the same way, bit for bit, as `minimize`, where basin
+/// calls the objective itself.
+#[test]
+fn ask_tell_runs_exactly_as_basin_calling_the_objective() {
+    let mut runs = 0;
+    for name in PROBLEMS {
+        let problem = load(name);
+        let fg = objective(&problem);
+        let (x0, lower, upper) = (floats(&problem["x0"]), floats(&problem["lower"]), floats(&problem["upper"]));
+        let options = Options {
+            pgtol: problem["options"]["pgtol"].as_f64().expect("pgtol"),
+            factr: problem["options"]["factr"].as_f64().expect("factr"),
+            ..Options::default()
+        };
+        let limited = [
+            options.clone(),
+            Options { max_iterations: 4, ..options.clone() },
+            Options { max_evaluations: 9, ..options.clone() },
+            Options { memory: 3, ..options.clone() },
+        ];
+        for (k, options) in limited.iter().enumerate() {
+            let cancel_after = if k == 0 { 5 } else { usize::MAX };
+            let old = trace(|f, x0, l, u, o, p| ask_tell_minimize(f, x0, l, u, o, p), &fg, &x0, &lower, &upper, options, cancel_after);
+            let new = trace(|f, x0, l, u, o, p| minimize(f, x0, l, u, o, p), &fg, &x0, &lower, &upper, options, cancel_after);
+            assert!(!old.points.is_empty());
+            assert_eq!(old, new, "{name}, options {options:?}");
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 4 * PROBLEMS.len());
+}
+
+#[test]
+fn ask_tell_repeats_its_question_and_cancels_between_answers() {
+    let x0 = [-1.2, 1.0];
+    let (lower, upper) = ([-2.0; 2], [2.0; 2]);
+    let mut optimiser = AskTell::new(&x0, &lower, &upper, &Options::default());
+    let mut iterations = 0;
+    loop {
+        let x = match optimiser.ask() {
+            Ask::Evaluate(x) => x,
+            Ask::Iteration { .. } => {
+                iterations += 1;
+                continue;
+            }
+            Ask::Done(outcome) => panic!("ended before 3 iterations: {outcome:?}"),
+        };
+        assert!(matches!(optimiser.ask(), Ask::Evaluate(again) if again == x), "asking again repeats the point");
+        if iterations == 3 {
+            // cancelled with an evaluation outstanding: the run ends at its last iterate
+            optimiser.cancel();
+            let Ask::Done(outcome) = optimiser.ask() else { panic!("a cancelled run is done") };
+            assert_eq!((outcome.stop.clone(), outcome.iterations), (Stop::Cancelled, 3));
+            assert_eq!(outcome.evaluations, optimiser.evaluations());
+            assert_eq!(outcome.f, rosenbrock(&outcome.x).0);
+            assert!(matches!(optimiser.ask(), Ask::Done(again) if again.x == outcome.x));
+            break;
+        }
+        let (f, g) = rosenbrock(&x);
+        optimiser.tell(f, g);
+    }
+}
+
+#[test]
+#[should_panic(expected = "none is outstanding")]
+fn telling_without_being_asked_panics() {
+    let mut optimiser = AskTell::new(&[0.0], &[-1.0], &[1.0], &Options::default());
+    optimiser.tell(0.0, vec![0.0]);
 }

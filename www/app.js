@@ -14,6 +14,7 @@ const state = {
   drawingKind: 'drawing', // or 'image'
   autorun: false, // the URL asked for the attack to run (a permalink to a result)
   predicted: null, // the model's answer for the shown image
+  backendChoice: null, // 'cpu' | 'webgpu' once the person picks one (then kept in the URL); else automatic
 };
 
 const currentPixels = () => state.drawing ?? state.pack.input(state.digit);
@@ -26,6 +27,35 @@ function showError(message) {
 
 function setStatus(text) {
   $('model-status').textContent = text;
+}
+
+/** The backend the current model runs on, and the switch (WebGPU disabled, saying why, without an adapter). */
+function showBackend(info) {
+  const select = $('backend');
+  const gpu = select.querySelector('option[value="webgpu"]');
+  gpu.disabled = !info.available;
+  gpu.title = info.available ? `WebGPU on ${info.adapter}` : `WebGPU unavailable: ${info.reason}`;
+  select.title = info.available ? 'where gradients and the L-BFGS attack are computed' : gpu.title;
+  select.value = info.backend;
+  select.disabled = false;
+  let text = info.backend === 'webgpu' ? `WebGPU · ${info.adapter}` : 'CPU (wasm SIMD)';
+  if (info.backend === 'cpu' && info.preference !== 'cpu') text += ` · ${info.reason}`;
+  $('backend-status').textContent = text;
+  $('backend-status').title = info.wgpuAdapter ? `wgpu adapter: ${info.wgpuAdapter}` : '';
+  document.body.dataset.backend = info.backend;
+}
+
+async function switchBackend() {
+  state.backendChoice = $('backend').value;
+  remember({ run: !$('attack-result').hidden });
+  $('backend').disabled = true;
+  try {
+    await state.ready;
+    showBackend(await lab.setBackend(state.backendChoice, state.model?.id));
+  } catch (e) {
+    showError(`switching the backend failed: ${e.message}`);
+    $('backend').disabled = false;
+  }
 }
 
 function kilobytes(n) {
@@ -50,6 +80,7 @@ function remember({ run = false } = {}) {
     if (input.value !== input.defaultValue && input.checkValidity()) params.set(name, input.value); else params.delete(name);
   }
   if ($('heatmap').checked) params.set('heatmap', '1'); else params.delete('heatmap');
+  if (state.backendChoice) params.set('backend', state.backendChoice); else params.delete('backend');
   if (run && state.digit >= 0) params.set('run', '1'); else params.delete('run');
   history.replaceState(null, '', `?${params}`);
   params.delete('embed');
@@ -100,6 +131,7 @@ async function selectModel(id) {
       throw new Error(`it takes inputs of shape [${info.inputShape.join(', ')}]; the digits here are 1x${state.pack.rows}x${state.pack.cols}`);
     }
     setStatus(`ready · ${kilobytes(info.size)} · input [${info.inputShape.join(', ')}] · loaded in ${Math.round(info.ms)} ms`);
+    showBackend(info);
     document.body.dataset.modelState = 'ready';
     await classifyDigit(state.digit);
     markGallery(generation);
@@ -275,6 +307,7 @@ function showAttack(result, pixels, index, method) {
     ['gradients', result.gradientEvaluations],
     ['time', `${result.seconds.toFixed(2)} s`],
   ];
+  if (result.backend) rows.push(['backend', result.backend === 'webgpu' ? 'WebGPU' : 'CPU']);
   if (result.c !== null && result.c !== undefined) rows.push(['c', result.c.toPrecision(3)]);
   $('adv-numbers').replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement('dt');
@@ -409,14 +442,24 @@ async function benchmark() {
   button.disabled = true;
   out.textContent = `timing ${state.model.name}…`;
   delete out.dataset.forward;
+  delete out.dataset.gradient;
+  delete out.dataset.gpuGradient;
   try {
     await state.ready;
-    const { forward, gradient } = await lab.bench(state.model.id, currentPixels(), 1000);
+    const { forward, gradient, gpuGradient, adapter, available, reason, backend } = await lab.bench(state.model.id, currentPixels(), 1000);
+    const n = (v) => Math.round(v).toLocaleString('en');
     out.dataset.forward = forward;
     out.dataset.gradient = gradient;
-    out.textContent = `${state.model.name}: ${Math.round(forward).toLocaleString('en')} forward passes/s · `
-      + `${Math.round(gradient).toLocaleString('en')} forward + gradient/s · `
+    out.textContent = `${state.model.name}: ${n(forward)} forward passes/s · `
+      + `${n(gradient)} forward + gradient/s · `
       + `a gradient costs ${(forward / gradient).toFixed(1)} forward passes`;
+    if (gpuGradient !== null) {
+      out.dataset.gpuGradient = gpuGradient;
+      out.textContent += ` · WebGPU (${adapter}): ${n(gpuGradient)} forward + gradient/s, ${(gpuGradient / gradient).toFixed(2)}× the CPU`;
+    } else {
+      out.textContent += available ? ` · WebGPU not timed: ${reason}` : ' · no WebGPU here';
+    }
+    out.dataset.backend = backend;
   } catch (e) {
     out.textContent = `benchmark failed: ${e.message}`;
   } finally {
@@ -558,6 +601,9 @@ async function main() {
     select.addEventListener('change', () => selectModel(select.value));
     $('more').addEventListener('click', showMoreDigits);
     $('bench').addEventListener('click', benchmark);
+    $('backend').addEventListener('change', switchBackend);
+    if (['cpu', 'webgpu'].includes(params.get('backend'))) state.backendChoice = params.get('backend');
+    lab.preference = state.backendChoice ?? 'auto'; // sent with each load
     setUpPad();
     $('model-file').addEventListener('change', (e) => openModelFile(e.target.files[0]));
     document.addEventListener('dragover', (e) => { e.preventDefault(); document.body.classList.add('dropping'); });

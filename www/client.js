@@ -15,6 +15,9 @@ export class LabWorker {
     this.pending = new Map();
     this.nextId = 1;
     this.loaded = new Set();
+    // 'cpu' (the default: the tour and other panels keep the CPU), 'webgpu' or 'auto'; sent with
+    // every load, so a restarted worker keeps it
+    this.preference = 'cpu';
     this.start();
   }
 
@@ -68,14 +71,28 @@ export class LabWorker {
 
   /** Loads ONNX bytes under `key`; resolves to { inputShape, classes }. */
   async load(key, bytes, shape) {
-    const info = await this.call('load', { key, bytes, shape }, [bytes]);
+    const info = await this.call('load', { key, bytes, shape, backend: this.preference }, [bytes]);
     this.loaded.add(key);
     return info;
   }
 
-  /** The objective ('ce' | 'margin' against `target`) and its input gradient at `pixels`. */
-  gradient(key, objective, pixels, target) {
-    return this.call('gradient', { key, objective, pixels, target });
+  /**
+   * The backend: 'cpu', 'webgpu' or 'auto' (WebGPU when the browser has an adapter, else the
+   * CPU), applied to loaded model `key` (a GPU failure falls back to the CPU). Resolves to
+   * { preference, available, adapter, reason, backend, ... }: `backend` is what `key` runs on,
+   * `reason` why it is not WebGPU; `adapter` (or `reason` when not `available`) is the browser's.
+   */
+  setBackend(preference, key = undefined) {
+    this.preference = preference;
+    return this.call('backend', { preference, key });
+  }
+
+  /**
+   * The objective ('ce' | 'margin' against `target`) and its input gradient at `pixels`, on the
+   * model's backend or on `backend` ('cpu' | 'webgpu') when given; `backend` in the answer says which.
+   */
+  gradient(key, objective, pixels, target, backend = undefined) {
+    return this.call('gradient', { key, objective, pixels, target, backend });
   }
 
   /**
@@ -116,6 +133,34 @@ export class LabWorker {
     return this.call('paperNoise', { images, stddevs, seed });
   }
 
+  /** The model's named tensors: [{ name, shape }] (shape for one image). */
+  tensors(key) {
+    return this.call('tensors', { key });
+  }
+
+  /** Adds images to the activations of `tensor` kept in the worker as `set`: { count, len }. */
+  activations(key, tensor, set, images, fresh = false) {
+    return this.call('activations', { key, tensor, set, images, fresh });
+  }
+
+  /** The top `k` images of a set for unit `unit` and for the random direction of `seed`. */
+  rank(key, tensor, set, unit, seed, k) {
+    return this.call('rank', { key, tensor, set, unit, seed, k });
+  }
+
+  /** Activation maximisation from `start` for unit `unit` (or the direction of `seed` when null). */
+  maximise(key, tensor, { unit = null, seed = 1, start, iterations = 50 }, onProgress = undefined) {
+    return this.call('maximise', { key, tensor, unit, seed, start, iterations }, [], onProgress);
+  }
+
+  /**
+   * The paper's Table 5 for a loaded model: { rows, product, unavailable, excluded, markdown };
+   * `onProgress` receives { done, total, node } before each linear layer is measured.
+   */
+  lipschitz(key, onProgress = undefined) {
+    return this.call('lipschitz', { key }, [], onProgress);
+  }
+
   /** Gaussian noise of `distortion` (seeded) on `pixels`, classified, as an attack outcome. */
   noise(key, pixels, target, distortion, seed = 1) {
     return this.call('noise', { key, pixels, target, distortion, seed });
@@ -131,7 +176,10 @@ export class LabWorker {
     this.restart();
   }
 
-  /** Forward and forward+gradient evaluations per second, each timed for about `ms`. */
+  /**
+   * Forward and forward+gradient evaluations per second on the CPU, each timed for about `ms`,
+   * and forward+gradient on WebGPU (`gpuGradient`, null without it) when the browser has it.
+   */
   bench(key, pixels, ms) {
     return this.call('bench', { key, pixels, ms });
   }

@@ -1,5 +1,7 @@
 // The module worker that owns the wasm: loads models and classifies, one message at a time.
-import init, { Model, amplified, lastPanic, mnistFromRgba, mnistLike, paperNoise, paperTarget } from '../pkg/blindspot.js';
+import init, {
+  Model, amplified, lastPanic, mnistFromRgba, mnistLike, paperNoise, paperTarget, randomDirection, unitDirection,
+} from '../pkg/blindspot.js';
 
 // Served, the glue fetches pkg/blindspot_bg.wasm itself. Started by the single-file build's page
 // (named 'blindspot-inline', from a Blob URL), it waits for the page's compiled module instead.
@@ -9,6 +11,90 @@ const ready = self.name === 'blindspot-inline'
   : init();
 ready.catch(() => {}); // a failure is reported to each request, not as an unhandled rejection
 const models = new Map(); // key -> Model
+const activationSets = new Map(); // `${key}|${tensor}|${set}` -> Activations (Property 1)
+
+// The backend: 'cpu', 'webgpu', or 'auto' (WebGPU when the browser has an adapter), set by the
+// page. Each model records the backend it runs on and, when it fell back to the CPU, why.
+let preference = 'cpu';
+const backends = new Map(); // key -> { backend: 'cpu' | 'webgpu', reason }
+let detected; // Promise of { available, adapter, reason }
+
+/** Whether this browser exposes a WebGPU adapter, and its name (asked once). */
+function detectGpu() {
+  detected ??= (async () => {
+    if (!self.navigator?.gpu) return { available: false, reason: 'this browser does not expose WebGPU (navigator.gpu)' };
+    try {
+      const adapter = await navigator.gpu.requestAdapter();
+      if (!adapter) return { available: false, reason: 'this browser has WebGPU but no adapter (no usable GPU, or WebGPU is switched off)' };
+      const info = adapter.info ?? {};
+      const adapterName = info.description || [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'unnamed adapter';
+      return { available: true, adapter: adapterName, fallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter) };
+    } catch (e) {
+      return { available: false, reason: `requesting a WebGPU adapter failed: ${e?.message ?? e}` };
+    }
+  })();
+  return detected;
+}
+
+// One GPU evaluation at a time (a GpuModel refuses a second concurrent one).
+let gpuQueue = Promise.resolve();
+function onGpu(work) {
+  const result = gpuQueue.then(work);
+  gpuQueue = result.catch(() => {});
+  return result;
+}
+
+/** Puts model `key` on the backend the preference asks for; a GPU failure falls back to the CPU. */
+async function applyBackend(key) {
+  const model = loaded(key);
+  const gpu = preference === 'cpu' ? null : await detectGpu();
+  if (!gpu?.available) {
+    model.useCpu();
+    backends.set(key, { backend: 'cpu', reason: gpu ? `WebGPU unavailable: ${gpu.reason}` : 'CPU chosen' });
+    return;
+  }
+  try {
+    await onGpu(() => model.useGpu());
+    backends.set(key, { backend: 'webgpu', reason: null });
+  } catch (e) {
+    fallBack(key, e);
+  }
+}
+
+/** Records a GPU failure for model `key` and moves it to the CPU. */
+function fallBack(key, e) {
+  models.get(key)?.useCpu();
+  backends.set(key, { backend: 'cpu', reason: `WebGPU failed for this model, so it runs on the CPU: ${e?.message ?? e}`, failed: true });
+}
+
+/** `onGpu(work)` when model `key` is on WebGPU; else, or when that fails (fallback recorded), `cpu()`. */
+async function gpuOrCpu(key, work, cpu) {
+  if (backends.get(key)?.backend === 'webgpu') {
+    try {
+      return { value: await onGpu(work), backend: 'webgpu' };
+    } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) throw e;
+      fallBack(key, e);
+    }
+  }
+  return { value: cpu(), backend: 'cpu' };
+}
+
+/** What the page shows: the preference, the browser's adapter, and model `key`'s backend. */
+async function backendStatus(key) {
+  const gpu = await detectGpu();
+  const mine = key ? backends.get(key) : undefined;
+  return { preference, ...gpu, backend: mine?.backend ?? 'cpu', reason: mine?.reason ?? null, wgpuAdapter: key && models.get(key)?.adapter };
+}
+
+/** Calls per second of the async `run`, timed over at least `ms` milliseconds after one warm-up. */
+async function rateAsync(run, ms) {
+  await run();
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() - start < ms) { await run(); n++; }
+  return n / ((performance.now() - start) / 1000);
+}
 
 function loaded(key) {
   const model = models.get(key);
@@ -37,11 +123,19 @@ function rate(run, ms) {
 }
 
 const ops = {
-  load({ key, bytes, shape }) {
+  async load({ key, bytes, shape, backend }) {
     const model = new Model(new Uint8Array(bytes), shape ? Uint32Array.from(shape) : undefined);
     models.get(key)?.free();
     models.set(key, model);
-    return { inputShape: Array.from(model.inputShape), classes: model.classes };
+    if (backend) preference = backend;
+    await applyBackend(key);
+    return { inputShape: Array.from(model.inputShape), classes: model.classes, ...(await backendStatus(key)) };
+  },
+  /** Sets the backend preference ('cpu' | 'webgpu' | 'auto') and applies it to model `key`. */
+  async backend({ preference: wanted, key }) {
+    preference = wanted;
+    if (key && models.has(key)) await applyBackend(key);
+    return backendStatus(key);
   },
   classify({ key, pixels }) {
     const p = loaded(key).classify(pixels);
@@ -49,24 +143,33 @@ const ops = {
     p.free();
     return result;
   },
-  gradient({ key, objective, pixels, target }) {
-    const g = loaded(key).gradient(objective, pixels, target);
-    const result = { objective: g.objective, logits: Array.from(g.logits), gradient: Array.from(g.gradient) };
+  /** On the model's backend, or on `backend` when given ('cpu' | 'webgpu'); says which ran it. */
+  async gradient({ key, objective, pixels, target, backend }) {
+    const model = loaded(key);
+    const run = backend === 'cpu' ? { value: model.gradient(objective, pixels, target), backend: 'cpu' }
+      : backend === 'webgpu' ? { value: await onGpu(() => model.gradientGpu(objective, pixels, target)), backend: 'webgpu' }
+        : await gpuOrCpu(key, () => model.gradientGpu(objective, pixels, target), () => model.gradient(objective, pixels, target));
+    const g = run.value;
+    const result = { objective: g.objective, logits: Array.from(g.logits), gradient: Array.from(g.gradient), backend: run.backend };
     g.free();
     return result;
   },
-  /** The paper's L-BFGS attack; progress goes to the page at most every 50 ms. */
-  attack({ id, key, pixels, target, maxIterations = 150, cSteps = 5 }) {
+  /** The paper's L-BFGS attack on the model's backend; progress goes to the page at most every 50 ms. */
+  async attack({ id, key, pixels, target, maxIterations = 150, cSteps = 5 }) {
     let last = 0;
-    const a = loaded(key).attack(pixels, target ?? -1, maxIterations, cSteps, (c, iteration, loss, distortion) => {
+    const report = (c, iteration, loss, distortion) => {
       const now = performance.now();
       if (now - last > 50) {
         last = now;
         self.postMessage({ id, progress: { c, iteration, loss, distortion } });
       }
       return true;
-    });
-    return outcome(a);
+    };
+    const model = loaded(key);
+    const run = await gpuOrCpu(key,
+      () => model.attackGpu(pixels, target ?? -1, maxIterations, cSteps, report),
+      () => model.attack(pixels, target ?? -1, maxIterations, cSteps, report));
+    return { ...outcome(run.value), backend: run.backend };
   },
   /** FGSM (steps 0) or PGD (L-infinity, or L2 when `l2`) of radius `epsilon`. */
   baseline({ key, pixels, target, epsilon = 0.1, steps = 0, l2 = false }) {
@@ -96,16 +199,89 @@ const ops = {
     const out = paperNoise(flat, size, Float64Array.from(stddevs), BigInt(seed));
     return stddevs.map((_, s) => images.map((_, k) => Array.from(out.subarray((s * images.length + k) * size, (s * images.length + k + 1) * size))));
   },
+  /** The paper's Table 5 (spectral bounds) for the model; progress per linear layer. */
+  lipschitz({ id, key }) {
+    return loaded(key).lipschitz((done, total, node) => {
+      self.postMessage({ id, progress: { done, total, node } });
+    });
+  },
   /** Gaussian noise of the given distortion (seeded), classified. */
   noise({ key, pixels, target, distortion, seed = 1 }) {
     return outcome(loaded(key).noise(pixels, target ?? -1, distortion, BigInt(seed)));
   },
-  /** Forward-only and forward+gradient evaluations per second on `pixels`. */
-  bench({ key, pixels, ms = 1000 }) {
+  /** The model's named tensors (input left out) with their shapes for one image. */
+  tensors({ key }) {
+    const model = loaded(key);
+    return model.tensorNames().map((name) => ({ name, shape: Array.from(model.tensorShape(name)) }));
+  },
+  /**
+   * Adds `images` (laid end to end) to the activations of `tensor` kept under `set`, starting the
+   * set when `fresh`; resolves to how many images it holds. The activations stay in the worker.
+   */
+  activations({ key, tensor, set, images, fresh = false }) {
+    const id = `${key}|${tensor}|${set}`;
+    if (fresh || !activationSets.has(id)) {
+      activationSets.get(id)?.free();
+      activationSets.set(id, loaded(key).activations(tensor));
+    }
+    const acts = activationSets.get(id);
+    if (images?.length) acts.add(images);
+    return { count: acts.count, len: acts.len };
+  },
+  /** The `k` images of a set maximising unit `unit` and the random direction of `seed`. */
+  rank({ key, tensor, set, unit, seed, k = 8 }) {
+    const acts = activationSets.get(`${key}|${tensor}|${set}`);
+    if (!acts) throw new Error(`no activations of "${tensor}" yet`);
+    const pairs = (flat) => Array.from({ length: flat.length / 2 }, (_, i) => ({ index: flat[2 * i], value: flat[2 * i + 1] }));
+    return {
+      unit: pairs(acts.top(unitDirection(acts.len, unit), k)),
+      direction: pairs(acts.top(randomDirection(acts.len, BigInt(seed)), k)),
+    };
+  },
+  /** Gradient ascent on <phi(x), e_unit> (or the direction of `seed` when unit is null) in the box. */
+  maximise({ id, key, tensor, unit, seed, start, iterations = 50 }) {
+    const model = loaded(key);
+    const len = Array.from(model.tensorShape(tensor)).reduce((a, b) => a * b, 1);
+    const direction = unit === null || unit === undefined ? randomDirection(len, BigInt(seed)) : unitDirection(len, unit);
+    let last = 0;
+    const found = model.maximise(tensor, direction, Float32Array.from(start), iterations, (iteration, value) => {
+      const now = performance.now();
+      if (now - last > 50) {
+        last = now;
+        self.postMessage({ id, progress: { iteration, value } });
+      }
+      return true;
+    });
+    const result = { image: Array.from(found.image), value: found.value, startValue: found.startValue, iterations: found.iterations };
+    found.free();
+    return result;
+  },
+  /**
+   * Forward-only and forward+gradient evaluations per second on `pixels` on the CPU, and
+   * forward+gradient on WebGPU when this model runs there (`gpuGradient`, else null).
+   */
+  async bench({ key, pixels, ms = 1000 }) {
     const model = loaded(key);
     const forward = rate(() => model.classify(pixels).free(), ms);
     const gradient = rate(() => model.gradient('ce', pixels, 0).free(), ms);
-    return { forward, gradient };
+    // WebGPU is timed whenever the browser has it, even with the CPU chosen (then set up, timed
+    // and left unused), unless it already failed for this model
+    let gpuGradient = null;
+    const mine = backends.get(key);
+    if ((await detectGpu()).available && !mine?.failed) {
+      try {
+        gpuGradient = await onGpu(async () => {
+          if (mine?.backend !== 'webgpu') {
+            await model.useGpu();
+            model.useCpu();
+          }
+          return rateAsync(async () => (await model.gradientGpu('ce', pixels, 0)).free(), ms);
+        });
+      } catch (e) {
+        fallBack(key, e);
+      }
+    }
+    return { forward, gradient, gpuGradient, ...(await backendStatus(key)) };
   },
 };
 
@@ -119,7 +295,7 @@ self.onmessage = async ({ data }) => {
   try {
     await ready;
     if (!ops[op]) throw new Error(`unknown request "${op}"`);
-    self.postMessage({ id, result: ops[op](data) });
+    self.postMessage({ id, result: await ops[op](data) });
   } catch (e) {
     // A Rust panic traps the module: say so, and let the page start a fresh worker.
     const panic = e instanceof WebAssembly.RuntimeError ? lastPanic() : undefined;

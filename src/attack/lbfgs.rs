@@ -10,8 +10,15 @@
 //!   The search starts at `c_initial`, multiplies or divides by 10 until one c succeeds and a
 //!   larger one fails, then bisects (geometric means) between them, and keeps the success with
 //!   the least distortion among all runs.
+//!
+//! The search is a state machine, [`Search`], that asks for the model's outputs at each point
+//! instead of calling the model, so that a GPU whose results come back asynchronously can answer
+//! (docs/attack.md, "Ask and tell"); [`attack`] answers on the CPU.
 
-use super::{check_input, metrics, outcome, Goal, Instant, Loss, Outcome, Spent};
+use super::{check_input, metrics, outcome, Goal, Instant, Loss, LossAt, Outcome, Spent};
+use crate::grad::Evaluation;
+use crate::model::argmax;
+use crate::optim::asktell::{self, AskTell};
 use crate::optim::lbfgsb::{self, Stop};
 use crate::{Classifier, Error, Result};
 
@@ -46,14 +53,322 @@ pub struct Progress {
     pub distortion: f64,
 }
 
-/// One L-BFGS-B run at a fixed c.
+/// What the search needs next (see [`Search::ask`]).
+#[derive(Debug, Clone)]
+pub enum Ask {
+    /// The loss graph of [`Goal::objective`] at this image, with its one-hot parameter: the
+    /// objective, the logits and the gradient with respect to the image. Answer with [`Search::tell`].
+    Gradient(Vec<f32>),
+    /// The model's logits for this image (the end of one L-BFGS-B run). Answer with
+    /// [`Search::tell_logits`].
+    Classify(Vec<f32>),
+    /// An L-BFGS-B iteration has completed; [`Search::cancel`] now ends the attack.
+    Progress(Progress),
+    /// The attack is over ([`Error::Cancelled`] if it was cancelled); asking again repeats it.
+    Done(Result<Outcome>),
+}
+
+/// The whole attack as a state machine that asks for model evaluations: every L-BFGS-B run of
+/// the search over c, the bookkeeping, the progress reports and the final [`Outcome`].
+///
+/// ```ignore
+/// let mut search = Search::new(&x, goal, &Options::default());
+/// let outcome = loop {
+///     match search.ask() {
+///         Ask::Gradient(image) => search.tell(loss_graph.evaluate(&image, &one_hot)?),
+///         Ask::Classify(image) => search.tell_logits(classifier.classify(&image)?.logits),
+///         Ask::Progress(p) => if !report(&p) { search.cancel() },
+///         Ask::Done(outcome) => break outcome?,
+///     }
+/// };
+/// ```
+pub struct Search {
+    x: Vec<f32>,
+    x64: Vec<f64>,
+    goal: Goal,
+    lbfgs: lbfgsb::Options,
+    schedule: Schedule,
+    /// The c of the current run, and the iterations of the runs before it.
+    c: f64,
+    iterations_before: usize,
+    stage: Stage,
+    iterations: usize,
+    gradient_evaluations: usize,
+    best: Option<(Run, f64, f64)>, // (run, c, distortion)
+    last: Option<(Run, f64)>,
+    started: Instant,
+}
+
+enum Stage {
+    /// L-BFGS-B at the current c; `asked` is the point of an outstanding [`Ask::Gradient`].
+    Minimising { run: AskTell, asked: Option<Vec<f64>> },
+    /// The run at the current c ended at `adversarial`, whose class is asked for.
+    Classifying { adversarial: Vec<f32> },
+    Done(Result<Outcome>),
+}
+
+/// Where one L-BFGS-B run at a fixed c ended.
 struct Run {
     adversarial: Vec<f32>,
     logits: Vec<f32>,
-    success: bool,
 }
 
-/// Runs the attack; `progress` returns false to cancel (the attack then returns `Error::Cancelled`).
+impl Search {
+    /// The attack on `x` (pixels in [0, 1], as many as the model takes) for `goal`.
+    pub fn new(x: &[f32], goal: Goal, options: &Options) -> Search {
+        let started = Instant::now();
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let lbfgs = lbfgsb::Options {
+            memory: options.memory,
+            max_iterations: options.max_iterations,
+            max_evaluations: options.max_iterations * 20,
+            ..Default::default()
+        };
+        let (schedule, c) = Schedule::new(options);
+        let run = AskTell::new(&x64, &vec![0.0; x.len()], &vec![1.0; x.len()], &lbfgs);
+        Search {
+            x: x.to_vec(),
+            x64,
+            goal,
+            lbfgs,
+            schedule,
+            c,
+            iterations_before: 0,
+            stage: Stage::Minimising { run, asked: None },
+            iterations: 0,
+            gradient_evaluations: 0,
+            best: None,
+            last: None,
+            started,
+        }
+    }
+
+    pub fn goal(&self) -> Goal {
+        self.goal
+    }
+
+    /// What the search needs next. Until an evaluation is told, asking repeats it.
+    pub fn ask(&mut self) -> Ask {
+        loop {
+            let (run, asked) = match &mut self.stage {
+                Stage::Minimising { run, asked } => (run, asked),
+                Stage::Classifying { adversarial } => return Ask::Classify(adversarial.clone()),
+                Stage::Done(result) => return Ask::Done(result.clone()),
+            };
+            if let Some(point) = asked {
+                return Ask::Gradient(single(point));
+            }
+            match run.ask() {
+                asktell::Ask::Evaluate(point) => {
+                    let image = single(&point);
+                    *asked = Some(point);
+                    return Ask::Gradient(image);
+                }
+                asktell::Ask::Iteration { iteration, f, x } => {
+                    self.iterations = self.iterations_before + iteration;
+                    return Ask::Progress(Progress { c: self.c, iteration: self.iterations, loss: f, distortion: rms(&x, &self.x64) });
+                }
+                asktell::Ask::Done(result) => {
+                    self.iterations = self.iterations_before + result.iterations;
+                    self.stage = if matches!(result.stop, Stop::Cancelled) {
+                        Stage::Done(Err(Error::Cancelled))
+                    } else {
+                        let adversarial = result.x.iter().map(|&v| v.clamp(0.0, 1.0) as f32).collect();
+                        Stage::Classifying { adversarial }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Answers [`Ask::Gradient`] with the loss graph's outputs there.
+    ///
+    /// # Panics
+    /// If no [`Ask::Gradient`] is outstanding.
+    pub fn tell(&mut self, evaluation: Evaluation) {
+        let Stage::Minimising { run, asked } = &mut self.stage else {
+            panic!("tell answers an Ask::Gradient, and none is outstanding");
+        };
+        let point = asked.take().expect("tell answers an Ask::Gradient, and none is outstanding");
+        self.gradient_evaluations += 1;
+        let (value, gradient) = penalised(self.goal, self.c, &self.x64, &point, evaluation);
+        run.tell(value, gradient);
+    }
+
+    /// Makes the current L-BFGS-B run (at the current c) with `evaluate` called by the optimiser
+    /// itself: the run `ask`/`tell` would make, point for point, without the ask/tell replays.
+    /// Then the search asks for the end point's class (or is done, when `progress` cancelled).
+    fn minimise_directly(
+        &mut self,
+        evaluate: &mut dyn FnMut(&[f32]) -> Result<Evaluation>,
+        progress: &mut dyn FnMut(&Progress) -> bool,
+    ) -> Result<()> {
+        let (goal, c, base, n) = (self.goal, self.c, self.iterations_before, self.x64.len());
+        let x64 = &self.x64;
+        let failure = std::cell::RefCell::new(None);
+        let mut evaluations = 0;
+        let result = lbfgsb::minimize(
+            |point| {
+                if failure.borrow().is_some() {
+                    return (f64::NAN, vec![0.0; n]);
+                }
+                match evaluate(&single(point)) {
+                    Ok(evaluation) => {
+                        evaluations += 1;
+                        penalised(goal, c, x64, point, evaluation)
+                    }
+                    Err(e) => {
+                        *failure.borrow_mut() = Some(e);
+                        (f64::NAN, vec![0.0; n])
+                    }
+                }
+            },
+            x64,
+            &vec![0.0; n],
+            &vec![1.0; n],
+            &self.lbfgs,
+            |iteration, loss, x| {
+                failure.borrow().is_none() && progress(&Progress { c, iteration: base + iteration, loss, distortion: rms(x, x64) })
+            },
+        );
+        if let Some(e) = failure.into_inner() {
+            return Err(e);
+        }
+        self.gradient_evaluations += evaluations;
+        self.iterations = base + result.iterations;
+        self.stage = if matches!(result.stop, Stop::Cancelled) {
+            Stage::Done(Err(Error::Cancelled))
+        } else {
+            Stage::Classifying { adversarial: result.x.iter().map(|&v| v.clamp(0.0, 1.0) as f32).collect() }
+        };
+        Ok(())
+    }
+
+    /// Answers [`Ask::Classify`] with the model's logits there.
+    ///
+    /// # Panics
+    /// If no [`Ask::Classify`] is outstanding.
+    pub fn tell_logits(&mut self, logits: Vec<f32>) {
+        let Stage::Classifying { adversarial } = &mut self.stage else {
+            panic!("tell_logits answers an Ask::Classify, and none is outstanding");
+        };
+        let run = Run { adversarial: std::mem::take(adversarial), logits };
+        let success = self.goal.reached(argmax(&run.logits));
+        if success {
+            let d = metrics::distortion(&self.x, &run.adversarial);
+            if self.best.as_ref().is_none_or(|(_, _, bd)| d < *bd) {
+                self.best = Some((run, self.c, d));
+            }
+        } else {
+            self.last = Some((run, self.c));
+        }
+        self.stage = match self.schedule.next(self.c, success) {
+            Some(c) => {
+                self.c = c;
+                self.iterations_before = self.iterations;
+                let n = self.x.len();
+                let run = AskTell::new(&self.x64, &vec![0.0; n], &vec![1.0; n], &self.lbfgs);
+                Stage::Minimising { run, asked: None }
+            }
+            None => Stage::Done(self.outcome()),
+        };
+    }
+
+    /// Ends the attack with [`Error::Cancelled`] at the next [`ask`](Self::ask), as a progress
+    /// callback returning `false` does: during a run, unless its last iteration had already
+    /// stopped it (the search then goes on to the next c).
+    pub fn cancel(&mut self) {
+        match &mut self.stage {
+            Stage::Minimising { run, .. } => run.cancel(),
+            Stage::Classifying { .. } => self.stage = Stage::Done(Err(Error::Cancelled)),
+            Stage::Done(_) => {}
+        }
+    }
+
+    fn outcome(&mut self) -> Result<Outcome> {
+        match (self.best.take(), self.last.take()) {
+            (Some((run, c, _)), _) | (None, Some((run, c))) => {
+                let spent = Spent { iterations: self.iterations, gradient_evaluations: self.gradient_evaluations, started: self.started };
+                Ok(outcome(&self.x, run.adversarial, &run.logits, self.goal, spent, Some(c)))
+            }
+            (None, None) => Err(Error::Run("the attack made no attempt".into())),
+        }
+    }
+}
+
+fn single(point: &[f64]) -> Vec<f32> {
+    point.iter().map(|&v| v as f32).collect()
+}
+
+/// The distortion between two points: sqrt(mean squared difference).
+fn rms(a: &[f64], b: &[f64]) -> f64 {
+    (a.iter().zip(b).map(|(p, q)| (p - q).powi(2)).sum::<f64>() / a.len() as f64).sqrt()
+}
+
+/// The run's objective c ||r||^2 + loss at `point` (r = point - x), and its gradient
+/// 2 c r + grad loss, from the loss graph's outputs there.
+fn penalised(goal: Goal, c: f64, x: &[f64], point: &[f64], evaluation: Evaluation) -> (f64, Vec<f64>) {
+    let at = LossAt::new(goal, evaluation);
+    let mut value = at.value;
+    let mut gradient = Vec::with_capacity(point.len());
+    for ((p, x), g) in point.iter().zip(x).zip(&at.gradient) {
+        let r = p - x;
+        value += c * r * r;
+        gradient.push(2.0 * c * r + *g as f64);
+    }
+    (value, gradient)
+}
+
+/// The values of c to try: from `c_initial`, times or over 10 until one c succeeds and a larger
+/// one fails (at most `bracket_steps + 1` tries), then `c_steps` bisections (geometric means).
+struct Schedule {
+    lo: Option<f64>,
+    hi: Option<f64>,
+    bracket_tries: usize,
+    bisections: usize,
+    bisecting: bool,
+}
+
+impl Schedule {
+    /// The schedule and its first c.
+    fn new(options: &Options) -> (Schedule, f64) {
+        let schedule = Schedule { lo: None, hi: None, bracket_tries: options.bracket_steps + 1, bisections: options.c_steps, bisecting: false };
+        (schedule, options.c_initial)
+    }
+
+    /// Records whether the run at `c` reached the goal; the next c to try, if any.
+    fn next(&mut self, c: f64, success: bool) -> Option<f64> {
+        if self.bisecting {
+            if success {
+                self.lo = Some(c);
+            } else {
+                self.hi = Some(c);
+            }
+            self.bisections -= 1;
+        } else {
+            self.bracket_tries -= 1;
+            // bracket: lo succeeds, hi fails
+            let (next, bracketed) = if success {
+                self.lo = Some(c);
+                (c * 10.0, self.hi.is_some())
+            } else {
+                self.hi = Some(c);
+                (c / 10.0, self.lo.is_some())
+            };
+            if !bracketed && self.bracket_tries > 0 {
+                return Some(next);
+            }
+            self.bisecting = true;
+        }
+        match (self.lo, self.hi) {
+            (Some(lo), Some(hi)) if self.bisections > 0 => Some((lo * hi).sqrt()),
+            _ => None,
+        }
+    }
+}
+
+/// Runs the attack on the CPU, driving [`Search`]; `progress` returns false to cancel (the
+/// attack then returns `Error::Cancelled`).
 pub fn attack(
     classifier: &Classifier,
     x: &[f32],
@@ -62,124 +377,23 @@ pub fn attack(
     mut progress: impl FnMut(&Progress) -> bool,
 ) -> Result<Outcome> {
     check_input(classifier, x)?;
-    let started = Instant::now();
+    let mut search = Search::new(x, goal, options);
     let mut loss = Loss::new(classifier, goal)?;
-    let mut iterations = 0usize;
-    let mut best: Option<(Run, f64, f64)> = None; // (run, c, distortion)
-    let mut last: Option<(Run, f64)> = None;
-    let mut try_c = |c: f64, loss: &mut Loss, iterations: &mut usize| -> Result<bool> {
-        let run = minimise_at(classifier, x, c, loss, options, iterations, &mut progress)?;
-        let success = run.success;
-        if success {
-            let d = metrics::distortion(x, &run.adversarial);
-            if best.as_ref().is_none_or(|(_, _, bd)| d < *bd) {
-                best = Some((run, c, d));
-                return Ok(true);
-            }
-        } else {
-            last = Some((run, c));
+    loop {
+        // each L-BFGS-B run with the model called directly (no ask/tell replays on the CPU)
+        if matches!(search.stage, Stage::Minimising { asked: None, .. }) {
+            search.minimise_directly(&mut |image| loss.evaluate(image), &mut |p| progress(p))?;
+            continue;
         }
-        Ok(success)
-    };
-
-    // bracket: lo succeeds, hi fails
-    let mut c = options.c_initial;
-    let (mut lo, mut hi) = (None, None);
-    for _ in 0..=options.bracket_steps {
-        if try_c(c, &mut loss, &mut iterations)? {
-            lo = Some(c);
-            if hi.is_some() {
-                break;
-            }
-            c *= 10.0;
-        } else {
-            hi = Some(c);
-            if lo.is_some() {
-                break;
-            }
-            c /= 10.0;
-        }
-    }
-    // bisect between them
-    if let (Some(mut lo), Some(mut hi)) = (lo, hi) {
-        for _ in 0..options.c_steps {
-            let mid = (lo * hi).sqrt();
-            if try_c(mid, &mut loss, &mut iterations)? {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-    }
-    let evaluations = loss.evaluations;
-    match (best, last) {
-        (Some((run, c, _)), _) | (None, Some((run, c))) => {
-            let spent = Spent { iterations, gradient_evaluations: evaluations, started };
-            Ok(outcome(x, run.adversarial, &run.logits, goal, spent, Some(c)))
-        }
-        (None, None) => Err(Error::Run("the attack made no attempt".into())),
-    }
-}
-
-fn minimise_at(
-    classifier: &Classifier,
-    x: &[f32],
-    c: f64,
-    loss: &mut Loss,
-    options: &Options,
-    iterations: &mut usize,
-    progress: &mut impl FnMut(&Progress) -> bool,
-) -> Result<Run> {
-    let n = x.len();
-    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    let mut failure: Option<Error> = None;
-    let objective = |xp: &[f64]| -> (f64, Vec<f64>) {
-        let xf: Vec<f32> = xp.iter().map(|&v| v as f32).collect();
-        match loss.at(&xf) {
-            Ok(at) => {
-                let mut value = at.value;
-                let mut gradient = Vec::with_capacity(n);
-                for i in 0..n {
-                    let r = xp[i] - x64[i];
-                    value += c * r * r;
-                    gradient.push(2.0 * c * r + at.gradient[i] as f64);
+        match search.ask() {
+            Ask::Gradient(image) => search.tell(loss.evaluate(&image)?),
+            Ask::Classify(image) => search.tell_logits(classifier.classify(&image)?.logits),
+            Ask::Progress(p) => {
+                if !progress(&p) {
+                    search.cancel();
                 }
-                (value, gradient)
             }
-            Err(e) => {
-                failure = Some(e);
-                (f64::NAN, vec![f64::NAN; n])
-            }
+            Ask::Done(outcome) => return outcome,
         }
-    };
-    let lbfgs_options = lbfgsb::Options {
-        memory: options.memory,
-        max_iterations: options.max_iterations,
-        max_evaluations: options.max_iterations * 20,
-        ..Default::default()
-    };
-    let start_iterations = *iterations;
-    let result = lbfgsb::minimize(
-        objective,
-        &x64,
-        &vec![0.0; n],
-        &vec![1.0; n],
-        &lbfgs_options,
-        |iteration, f, xp| {
-            *iterations = start_iterations + iteration;
-            let distortion = (xp.iter().zip(&x64).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / n as f64).sqrt();
-            progress(&Progress { c, iteration: *iterations, loss: f, distortion })
-        },
-    );
-    *iterations = start_iterations + result.iterations;
-    if let Some(e) = failure {
-        return Err(e);
     }
-    if matches!(result.stop, Stop::Cancelled) {
-        return Err(Error::Cancelled);
-    }
-    let adversarial: Vec<f32> = result.x.iter().map(|&v| v.clamp(0.0, 1.0) as f32).collect();
-    let logits = classifier.classify(&adversarial)?.logits;
-    let success = loss.goal().reached(crate::model::argmax(&logits));
-    Ok(Run { adversarial, logits, success })
 }

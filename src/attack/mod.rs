@@ -4,7 +4,7 @@ pub mod baselines;
 pub mod lbfgs;
 pub mod metrics;
 
-use crate::grad::{GradientModel, Objective};
+use crate::grad::{Evaluation, GradientModel, Objective};
 use crate::model::{argmax, softmax};
 use crate::{Classifier, Error, Result};
 
@@ -18,6 +18,15 @@ pub enum Goal {
 }
 
 impl Goal {
+    /// The loss graph the goal needs and the class its one-hot parameter marks: cross-entropy
+    /// towards a target, the margin of the label for an untargeted goal.
+    pub fn objective(&self) -> (Objective, usize) {
+        match *self {
+            Goal::Target(t) => (Objective::CrossEntropy, t),
+            Goal::Untargeted { label } => (Objective::Margin, label),
+        }
+    }
+
     /// Whether `predicted` meets the goal.
     pub fn reached(&self, predicted: usize) -> bool {
         match *self {
@@ -66,10 +75,7 @@ pub struct LossAt {
 
 impl Loss {
     pub fn new(classifier: &Classifier, goal: Goal) -> Result<Loss> {
-        let (objective, class) = match goal {
-            Goal::Target(t) => (Objective::CrossEntropy, t),
-            Goal::Untargeted { label } => (Objective::Margin, label),
-        };
+        let (objective, class) = goal.objective();
         let model = classifier.gradient(&objective)?;
         let parameter = model.one_hot(class)?;
         Ok(Loss { model, parameter, goal, evaluations: 0 })
@@ -80,13 +86,24 @@ impl Loss {
     }
 
     pub fn at(&mut self, x: &[f32]) -> Result<LossAt> {
+        Ok(LossAt::new(self.goal, self.evaluate(x)?))
+    }
+
+    /// The loss graph's raw outputs at `x` (see [`LossAt::new`] for the loss they give).
+    pub fn evaluate(&mut self, x: &[f32]) -> Result<Evaluation> {
         self.evaluations += 1;
-        let e = self.model.evaluate(x, &self.parameter)?;
-        let (value, gradient) = match self.goal {
+        self.model.evaluate(x, &self.parameter)
+    }
+}
+
+impl LossAt {
+    /// The loss for `goal` from its graph's outputs ([`Goal::objective`]): the margin floored at 0.
+    pub fn new(goal: Goal, e: Evaluation) -> LossAt {
+        let (value, gradient) = match goal {
             Goal::Untargeted { .. } if e.objective < 0.0 => (0.0, vec![0.0; e.gradient.len()]),
             _ => (e.objective as f64, e.gradient),
         };
-        Ok(LossAt { value, gradient, logits: e.logits })
+        LossAt { value, gradient, logits: e.logits }
     }
 }
 

@@ -1,5 +1,8 @@
-//! Numerical optimisers for the attacks: bound-constrained L-BFGS-B (see [`lbfgsb`]).
+//! Numerical optimisers for the attacks: bound-constrained L-BFGS-B (see [`lbfgsb`]), also by ask/tell (see [`asktell`]).
 
+pub mod asktell;
+mod direct;
 pub mod lbfgsb;
 
+pub use asktell::{Ask, AskTell};
 pub use lbfgsb::{minimize, projected_gradient_norm, Convergence, Options, Outcome, Stop};

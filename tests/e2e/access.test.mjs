@@ -1,16 +1,11 @@
 // For everyone: the lab by keyboard alone, every control named, focus visible, phone width.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, openPage, screenshot } from './harness.mjs';
+import { launch, openPage, screenshot, pageReady as ready } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
-
-async function ready(page) {
-  await page.waitForSelector('body[data-model-state="ready"]', { timeout: 60_000 });
-  await page.waitForSelector('#prediction[data-label]');
-}
 
 /** Presses `key` until the focused element matches `selector`; fails after `max` presses. */
 async function focusBy(page, key, selector, max = 250) {

@@ -10,14 +10,18 @@ import { serve } from '../../scripts/serve.mjs';
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 export const SHOTS = join(ROOT, 'test-results');
 
-/** A fresh headless Chromium with a profile of its own (a persistent context). */
-function startChromium(options = {}) {
+/**
+ * A fresh headless Chromium with a profile of its own (a persistent context); with `webgpu`,
+ * WebGPU is on (SwiftShader's software adapter: `--enable-unsafe-webgpu`, no `--disable-gpu`).
+ */
+function startChromium(options = {}, { webgpu = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'blindspot-chromium-'));
+  const gpu = webgpu ? ['--enable-unsafe-webgpu'] : ['--disable-gpu'];
   return chromium.launchPersistentContext(profile, {
     ...options,
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    args: ['--no-sandbox', ...gpu, '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport: { width: 1280, height: 900 },
   });
@@ -46,13 +50,16 @@ export async function serveSite({ prefix = '/' } = {}) {
   };
 }
 
-/** Starts the server and a fresh headless Chromium; returns { base, context, close }. */
-export async function launch() {
+/**
+ * Starts the server and a fresh headless Chromium; returns { base, context, close }.
+ * `launch({ webgpu: true })` starts it with WebGPU on (see startChromium).
+ */
+export async function launch({ webgpu = false } = {}) {
   const server = await serve(ROOT, 0);
   const base = `http://127.0.0.1:${server.address().port}/`;
   // No service worker (www/offline.js registers one): page.route() does not see the requests a
   // service worker answers, and these tests stub models with it. offline.test.mjs has its own.
-  const context = await startChromium({ serviceWorkers: 'block' });
+  const context = await startChromium({ serviceWorkers: 'block' }, { webgpu });
   return {
     base, context,
     async close() {
@@ -120,4 +127,10 @@ export function readNpy(path) {
   const shape = header.match(/\(([^)]*)\)/)[1].split(',').filter((s) => s.trim()).map(Number);
   const body = b.subarray(10 + headerLength);
   return { shape, data: new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) };
+}
+
+/** Waits until the lab has loaded its model and classified the digit on show. */
+export async function pageReady(page) {
+  await page.waitForSelector('body[data-model-state="ready"]', { timeout: 60_000 });
+  await page.waitForSelector('#prediction[data-label]');
 }

@@ -1,16 +1,11 @@
 // A photo, scan or screenshot of a digit: uploaded, pasted or dropped, made MNIST-like, classified.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, openPage, readPack, screenshot } from './harness.mjs';
+import { launch, openPage, readPack, screenshot, pageReady as ready } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
-
-async function ready(page) {
-  await page.waitForSelector('body[data-model-state="ready"]', { timeout: 60_000 });
-  await page.waitForSelector('#prediction[data-label]');
-}
 
 /**
  * A "photo" of test digit `index`: dark ink on light grey paper, 7x bigger, off-centre, in a

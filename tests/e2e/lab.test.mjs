@@ -2,16 +2,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, cli, launch, openPage, readNpy, readPack, screenshot, tempDir, writeNpy } from './harness.mjs';
+import { ROOT, cli, launch, openPage, readNpy, readPack, screenshot, tempDir, writeNpy, pageReady as ready } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
-
-async function ready(page) {
-  await page.waitForSelector('body[data-model-state="ready"]', { timeout: 60_000 });
-  await page.waitForSelector('#prediction[data-label]');
-}
 
 test('the attack panel turns a 7 into a 3 with the distortion of the CLI, and shows it', async () => {
   const page = await openPage(browser.context, `${browser.base}?model=fc100-100-10&digit=0`);

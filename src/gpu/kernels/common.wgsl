@@ -1,0 +1,40 @@
+// Shared by every kernel: the two memories, the step's parameters, loads and the thread index.
+// Each step gets 64 parameter words (a 256-byte slot of one uniform buffer, dynamic offset);
+// offsets and strides count f32 elements; space 0 = weights, 1 = work, anything else = absent.
+
+@group(0) @binding(0) var<storage, read> weights: array<f32>;
+@group(0) @binding(1) var<storage, read_write> work: array<f32>;
+
+struct Params {
+    w: array<vec4<u32>, 16>,
+}
+@group(0) @binding(2) var<uniform> params: Params;
+
+fn p(i: u32) -> u32 {
+    return params.w[i / 4u][i % 4u];
+}
+
+fn pi(i: u32) -> i32 {
+    return bitcast<i32>(p(i));
+}
+
+fn pf(i: u32) -> f32 {
+    return bitcast<f32>(p(i));
+}
+
+fn ld(space: u32, at: i32) -> f32 {
+    if (space == 0u) {
+        return weights[at];
+    }
+    if (space == 1u) {
+        return work[at];
+    }
+    return 0.0;
+}
+
+const WORKGROUP: u32 = 64u;
+
+// Dispatches are (x, y) grids of workgroups: x at most 65535, y for the rest.
+fn thread_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.x + gid.y * groups.x * WORKGROUP;
+}

@@ -1,0 +1,56 @@
+//! The paper's L-BFGS attack driven by GPU gradients (`gpu::attack`, what the page's WebGPU
+//! backend runs) reaches the same targets as the CPU attack with nearly the same distortion, on
+//! a real adapter (Mesa's lavapipe in the test command; no adapter is a failure, not a skip).
+//! Float differences of ~1e-6 change L-BFGS-B's path slightly, so distortions agree to 5%
+//! relative, not exactly.
+
+use blindspot::attack::lbfgs::{attack, Options};
+use blindspot::attack::{Goal, Outcome};
+use blindspot::gpu::{Gpu, GpuModel};
+use blindspot::{Classifier, DigitPack};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn model(id: &str) -> Classifier {
+    Classifier::load(&std::fs::read(format!("{ROOT}/models/{id}.onnx")).unwrap(), None).unwrap()
+}
+
+fn on_gpu(gpu: &Gpu, m: &Classifier, x: &[f32], goal: Goal, options: &Options) -> Outcome {
+    let (objective, class) = goal.objective();
+    let gradient = m.gradient(&objective).unwrap();
+    let compiled = GpuModel::for_gradient(gpu, &gradient).unwrap();
+    let parameter = gradient.one_hot(class).unwrap();
+    let mut reports = 0;
+    let outcome = pollster::block_on(blindspot::gpu::attack::attack(m, &compiled, &parameter, x, goal, options, |_| {
+        reports += 1;
+        true
+    }))
+    .unwrap();
+    assert!(reports > 0, "progress was reported");
+    outcome
+}
+
+#[test]
+fn the_attack_on_gpu_gradients_matches_the_cpu_attack() {
+    let gpu = Gpu::request_blocking().expect("a WebGPU adapter (scripts/ensure.sh's ensure_lavapipe installs one)");
+    let pack = DigitPack::parse(&std::fs::read(format!("{ROOT}/models/data/mnist-test-1k.bin")).unwrap()).unwrap();
+    let options = Options { max_iterations: 60, c_steps: 3, ..Default::default() };
+    for (id, digit, goal) in [
+        ("fc100-100-10", 0, Goal::Target(3)),
+        ("cnn", 1, Goal::Target(8)),
+        ("fc200-200-10", 2, Goal::Untargeted { label: pack.labels[2] as usize }),
+    ] {
+        let m = model(id);
+        let x = pack.input(digit);
+        let cpu = attack(&m, &x, goal, &options, |_| true).unwrap();
+        let gpu_outcome = on_gpu(&gpu, &m, &x, goal, &options);
+        println!(
+            "{id} digit {digit} {goal:?}: distortion GPU {:.5} CPU {:.5}, gradients GPU {} CPU {}",
+            gpu_outcome.distortion, cpu.distortion, gpu_outcome.gradient_evaluations, cpu.gradient_evaluations
+        );
+        assert!(cpu.success && gpu_outcome.success, "{id}: both reach the goal");
+        assert!(gpu_outcome.adversarial.iter().all(|v| (0.0..=1.0).contains(v)));
+        let relative = (gpu_outcome.distortion - cpu.distortion).abs() / cpu.distortion;
+        assert!(relative <= 0.05, "{id}: distortion {} on the GPU, {} on the CPU", gpu_outcome.distortion, cpu.distortion);
+    }
+}

@@ -1,0 +1,235 @@
+// Property 1: the test digits that maximise a unit of a layer beside those that maximise a random
+// direction (the paper's Figures 1-2), and activation maximisation in the [0,1] box. Its own
+// worker; activations are computed once per model, layer and digit set, and kept there.
+import { fetchBytes, fetchJson } from './assets.js';
+import { LabWorker } from './client.js';
+import { parseDigitPack } from './digits.js';
+import { drawGrey, drawUnit } from './draw.js';
+
+const $ = (id) => document.getElementById(id);
+const CHUNK = 50; // images per worker call: progress and cancel between chunks
+const MAX_FLOATS = 40e6; // activations kept in the worker: 160 MB at most
+const PACKS = { '1k': 'models/data/mnist-test-1k.bin', '10k': 'models/data/mnist-test-10k.bin' };
+
+const units = {
+  lab: null, manifest: [], packs: new Map(), bytes: new Map(), tensors: [],
+  /** Sets whose activations are complete in the current worker: `${model}|${tensor}|${set}`. */
+  done: new Set(),
+  busy: false, started: false,
+};
+
+const selected = () => ({ model: $('units-model').value, tensor: $('units-tensor').value, set: $('units-set').value });
+const setKey = ({ model, tensor, set }) => `${model}|${tensor}|${set}`;
+const int = (id) => Math.max(Number($(id).min || 0), Math.floor(Number($(id).value) || 0));
+
+function status(text, fraction = null) {
+  $('units-status').textContent = text;
+  if (fraction !== null) $('units-progress').value = fraction;
+}
+
+async function pack(set) {
+  if (!units.packs.has(set)) units.packs.set(set, fetchBytes(PACKS[set]).then(parseDigitPack));
+  return units.packs.get(set);
+}
+
+/** The section's worker with `id` loaded (again after a cancel restarted it). */
+async function ensureModel(id) {
+  units.lab ??= new LabWorker();
+  if (units.lab.loaded.has(id)) return;
+  const m = units.manifest.find((x) => x.id === id);
+  if (!units.bytes.has(id)) units.bytes.set(id, await fetchBytes(`models/${m.file}`));
+  await units.lab.load(id, units.bytes.get(id).slice(0), m.input?.shape);
+  for (const key of [...units.done]) if (key.startsWith(`${id}|`)) units.done.delete(key);
+}
+
+/** Fills the layer picker for the chosen model; the default is the layer just before the logits. */
+async function listTensors() {
+  const { model } = selected();
+  $('units-tensor').disabled = true;
+  status(`loading ${model}…`);
+  try {
+    await ensureModel(model);
+    units.tensors = await units.lab.tensors(model);
+    const options = units.tensors.map((t) => new Option(`${t.name} (${t.shape.join('×')})`, t.name));
+    $('units-tensor').replaceChildren(...options);
+    const hidden = units.tensors.filter((t) => !/_pre$/.test(t.name));
+    $('units-tensor').value = (hidden.at(-2) ?? units.tensors.at(-1))?.name ?? '';
+    $('units-tensor').disabled = false;
+    onTensor();
+    status('');
+  } catch (e) {
+    status(`${model} could not be loaded: ${e.message}`);
+  }
+}
+
+function onTensor() {
+  const tensor = units.tensors.find((t) => t.name === $('units-tensor').value);
+  if (!tensor) return;
+  const len = tensor.shape.reduce((a, b) => a * b, 1);
+  $('units-unit').max = len - 1;
+  if (int('units-unit') > len - 1) $('units-unit').value = 0;
+}
+
+/** Activations of the chosen layer over the chosen digits, computed unless already there. */
+async function computeActivations(choice) {
+  if (units.done.has(setKey(choice))) return;
+  const digits = await pack(choice.set);
+  await ensureModel(choice.model);
+  const tensor = units.tensors.find((t) => t.name === choice.tensor);
+  const len = tensor.shape.reduce((a, b) => a * b, 1);
+  if (len * digits.count > MAX_FLOATS) {
+    throw new Error(`${choice.tensor} over ${digits.count.toLocaleString('en')} digits would need `
+      + `${Math.round((len * digits.count * 4) / 1e6)} MB; pick fewer digits or a smaller layer`);
+  }
+  const started = performance.now();
+  for (let from = 0; from < digits.count; from += CHUNK) {
+    const to = Math.min(digits.count, from + CHUNK);
+    const images = new Float32Array((to - from) * digits.rows * digits.cols);
+    for (let i = from; i < to; i++) images.set(digits.input(i), (i - from) * digits.rows * digits.cols);
+    await units.lab.activations(choice.model, choice.tensor, choice.set, images, from === 0);
+    status(`φ(x) for digit ${to} of ${digits.count}`, to / digits.count);
+  }
+  units.done.add(setKey(choice));
+  units.lastSeconds = (performance.now() - started) / 1000;
+}
+
+/** Draws a ranking: each digit with its label and projection. */
+function renderRow(row, ranked, digits) {
+  row.dataset.digits = ranked.map((r) => r.index).join(',');
+  row.dataset.values = JSON.stringify(ranked.map((r) => r.value));
+  row.replaceChildren(...ranked.map(({ index, value }) => {
+    const figure = document.createElement('figure');
+    const canvas = document.createElement('canvas');
+    canvas.setAttribute('aria-label', `test digit ${index}, a ${digits.labels[index]}, projection ${value.toFixed(2)}`);
+    drawGrey(canvas, digits.bytes(index), digits.cols, digits.rows);
+    const caption = document.createElement('figcaption');
+    caption.textContent = `#${index} · ${value.toFixed(2)}`;
+    figure.append(canvas, caption);
+    return figure;
+  }));
+}
+
+async function rank() {
+  const choice = selected();
+  if (!units.done.has(setKey(choice))) return;
+  const [unit, seed, k] = [int('units-unit'), Math.max(1, int('units-seed')), Math.max(1, Math.min(32, int('units-k')))];
+  const digits = await pack(choice.set);
+  const ranked = await units.lab.rank(choice.model, choice.tensor, choice.set, unit, seed, k);
+  renderRow($('units-unit-top'), ranked.unit, digits);
+  renderRow($('units-direction-top'), ranked.direction, digits);
+  $('units-unit-caption').textContent = `Digits that maximise unit ${unit} of ${choice.tensor}`;
+  $('units-direction-caption').textContent = `Digits that maximise a random direction v (seed ${seed})`;
+  $('units-results').hidden = false;
+  $('units').dataset.state = 'ranked';
+  $('units').dataset.choice = JSON.stringify({ ...choice, unit, seed, k });
+}
+
+/** A new ranking from the activations already kept in the worker (unit, seed or k changed). */
+function rerank() {
+  if (!units.done.has(setKey(selected()))) return;
+  busy(async () => {
+    await rank();
+    status(`ranked from the kept activations of ${selected().tensor}`, 1);
+  });
+}
+
+/** Runs `job` with the buttons locked and Cancel shown; a cancel restarts the worker. */
+async function busy(job) {
+  if (units.busy) return;
+  units.busy = true;
+  $('units').dataset.state = 'busy';
+  for (const id of ['units-run', 'max-run', 'units-reroll']) $(id).disabled = true;
+  $('units-cancel').hidden = false;
+  try {
+    await job();
+  } catch (e) {
+    $('units').dataset.state = 'error';
+    status(e.message === 'cancelled' ? 'cancelled' : e.message, 0);
+  } finally {
+    units.busy = false;
+    for (const id of ['units-run', 'max-run', 'units-reroll']) $(id).disabled = false;
+    $('units-cancel').hidden = true;
+  }
+}
+
+function findDigits() {
+  return busy(async () => {
+    const choice = selected();
+    const fresh = !units.done.has(setKey(choice));
+    status('starting…', 0);
+    await computeActivations(choice);
+    await rank();
+    const digits = await pack(choice.set);
+    status(fresh ? `φ(x) of ${choice.tensor} for ${digits.count.toLocaleString('en')} digits in ${units.lastSeconds.toFixed(1)} s; kept for the next ranking`
+      : `ranked from the kept activations of ${choice.tensor}`, 1);
+  });
+}
+
+/** Gradient ascent on the unit and on the direction, from grey or a test digit, side by side. */
+function maximiseBoth() {
+  return busy(async () => {
+    const { model, tensor } = selected();
+    await ensureModel(model);
+    const digits = await pack('1k');
+    const start = $('max-start').value === 'digit' ? Array.from(digits.input(Math.min(999, int('max-digit'))))
+      : new Array(digits.rows * digits.cols).fill(0.5);
+    const [unit, seed, iterations] = [int('units-unit'), Math.max(1, int('units-seed')), Math.max(1, int('max-steps'))];
+    const jobs = [['max-unit', { unit }, `unit ${unit}`], ['max-direction', { seed }, `direction v (seed ${seed})`]];
+    for (const [canvas, which, name] of jobs) {
+      status(`maximising ${name}…`, 0);
+      const found = await units.lab.maximise(model, tensor, { ...which, start, iterations }, (p) => {
+        status(`maximising ${name}: iteration ${p.iteration}, ⟨φ(x), v⟩ = ${p.value.toFixed(3)}`, p.iteration / iterations);
+      });
+      drawUnit($(canvas), found.image, digits.cols, digits.rows);
+      $('units-max').hidden = false;
+      Object.assign($(canvas).dataset, { value: found.value, start: found.startValue, iterations: found.iterations });
+      $(`${canvas}-caption`).textContent = `${name} of ${tensor}: ${found.startValue.toFixed(2)} → ${found.value.toFixed(2)} in ${found.iterations} iterations`;
+    }
+    $('units-max').dataset.state = 'done';
+    $('units-max').hidden = false;
+    status('maximised both', 1);
+  });
+}
+
+async function start() {
+  if (units.started) return;
+  units.started = true;
+  try {
+    units.manifest = (await fetchJson('models/models.json')).models;
+    const select = $('units-model');
+    select.replaceChildren(...units.manifest.map((m) => new Option(m.name, m.id)));
+    select.value = units.manifest.find((m) => m.default)?.id ?? units.manifest[0].id;
+    select.disabled = false;
+    await listTensors();
+  } catch (e) {
+    status(`could not start: ${e.message}`);
+  }
+}
+
+function main() {
+  const section = $('units');
+  if (!section) return;
+  // nothing is loaded until the section comes near the screen (or a control is used)
+  new IntersectionObserver((entries, observer) => {
+    if (entries.some((e) => e.isIntersecting)) {
+      observer.disconnect();
+      start();
+    }
+  }, { rootMargin: '200px' }).observe(section);
+  section.addEventListener('focusin', start);
+  $('units-model').addEventListener('change', listTensors);
+  $('units-tensor').addEventListener('change', onTensor);
+  $('units-run').addEventListener('click', findDigits);
+  $('max-run').addEventListener('click', maximiseBoth);
+  $('units-cancel').addEventListener('click', () => {
+    units.done.clear(); // the worker restarts without its activations
+    units.lab?.cancel();
+  });
+  $('units-reroll').addEventListener('click', () => {
+    $('units-seed').value = Math.max(1, int('units-seed')) + 1;
+    rerank();
+  });
+  for (const id of ['units-unit', 'units-seed', 'units-k']) $(id).addEventListener('change', rerank);
+}
+
+main();
