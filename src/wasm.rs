@@ -295,15 +295,34 @@ impl Model {
     }
 
     /// Switches this model to WebGPU: requests the worker's adapter and device (once per worker)
-    /// and compiles the cross-entropy gradient graph for it, uploading its weights. Resolves to
-    /// the adapter's name; rejects, naming the op, when the backend has no kernel for one.
+    /// and compiles the cross-entropy gradient graph for it, uploading its weights, then checks
+    /// one evaluation against the CPU. Resolves to the adapter's name; rejects, naming the op,
+    /// when the backend has no kernel for one, or when the check fails.
     #[wasm_bindgen(js_name = useGpu)]
     pub fn use_gpu(&self) -> js_sys::Promise {
         let shared = self.shared();
         promise(async move {
             let gpu = shared_gpu().await?;
             shared.gpu.borrow_mut().gpu = Some(gpu.clone());
-            shared.gpu_model("ce")?;
+            let model = shared.gpu_model("ce")?;
+            // A shader the browser refuses fails silently (its dispatches are skipped, the
+            // results read back as zeros): one evaluation is checked against the CPU's first.
+            let x = vec![0.5; shared.inner.image_len()];
+            let parameter = shared.parameter("ce", 0)?;
+            let ours = model.evaluate(&x, &parameter).await?;
+            let theirs = shared.gradients.borrow()["ce"].evaluate(&x, &parameter)?;
+            let rel = |a: &f32, b: &f32| (a - b).abs() / b.abs().max(1.0);
+            let worst = std::iter::once((&ours.objective, &theirs.objective))
+                .chain(ours.logits.iter().zip(&theirs.logits))
+                .chain(ours.gradient.iter().zip(&theirs.gradient))
+                .map(|(a, b)| rel(a, b))
+                .fold(0f32, f32::max);
+            if worst.is_nan() || worst > 1e-3 {
+                shared.gpu.borrow_mut().models.clear();
+                return Err(crate::Error::Run(format!(
+                    "its results differ from the CPU's by {worst:.1e} relative (a kernel this browser's WebGPU refused?)"
+                )));
+            }
             shared.gpu.borrow_mut().on = true;
             Ok(gpu.adapter)
         })

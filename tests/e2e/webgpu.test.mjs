@@ -31,11 +31,16 @@ test('Chromium with --enable-unsafe-webgpu has an adapter, and the lab runs on W
   });
   assert.ok(adapter, 'navigator.gpu.requestAdapter() gave an adapter (TOOLCHAIN.md: it does with this flag)');
   await pageReady(page);
+  // automatic: a software adapter (SwiftShader) is never picked over the CPU, and the page says why
+  await page.waitForSelector('body[data-backend="cpu"]', { timeout: 30_000 });
+  assert.match(await page.textContent('#backend-status'), /software WebGPU adapter/);
+  assert.equal(await page.$eval('#backend option[value="webgpu"]', (o) => o.disabled), false, 'WebGPU can still be chosen');
+  assert.equal(new URL(page.url()).searchParams.get('backend'), null, 'an automatic choice stays out of the URL');
+  await page.selectOption('#backend', 'webgpu');
   await page.waitForSelector('body[data-backend="webgpu"]', { timeout: 30_000 });
   const status = await page.textContent('#backend-status');
   assert.match(status, /^WebGPU · \S/);
   assert.equal(await page.inputValue('#backend'), 'webgpu');
-  assert.equal(new URL(page.url()).searchParams.get('backend'), null, 'an automatic choice stays out of the URL');
   console.log(`adapter ${JSON.stringify(adapter)}; the page says "${status}"`);
   await (await page.$('.controls')).screenshot({ path: join(ROOT, 'test-results/webgpu-backend.png') });
   assert.deepEqual(page.problems, []);
@@ -128,7 +133,7 @@ test('an L-BFGS attack on the GPU reaches its target with the distortion of the 
 });
 
 test('the switch moves the lab to the CPU and back; the attack panel and the benchmark follow it', async () => {
-  const page = await openPage(browser.context, `${browser.base}?model=fc100-100-10&digit=0&target=3&iterations=60&c-steps=3`);
+  const page = await openPage(browser.context, `${browser.base}?model=fc100-100-10&digit=0&target=3&iterations=60&c-steps=3&backend=webgpu`);
   await pageReady(page);
   await page.waitForSelector('body[data-backend="webgpu"]', { timeout: 30_000 });
   await page.click('#run-attack');

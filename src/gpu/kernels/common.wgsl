@@ -22,6 +22,12 @@ fn pf(i: u32) -> f32 {
     return bitcast<f32>(p(i));
 }
 
+// NaN and the infinities by their bits. Browsers' WGSL compilers (Tint) refuse a constant
+// expression whose value is not finite, and a user function's result is never one.
+fn from_bits(bits: u32) -> f32 {
+    return bitcast<f32>(bits);
+}
+
 fn ld(space: u32, at: i32) -> f32 {
     if (space == 0u) {
         return weights[at];

@@ -21,7 +21,7 @@ fn power(x: f32, e: f32) -> f32 {
         }
         return r;
     }
-    return bitcast<f32>(0x7fc00000u);
+    return from_bits(0x7fc00000u);
 }
 
 fn flag(c: bool) -> f32 {
@@ -65,7 +65,7 @@ fn apply(op: u32, a: f32, b: f32, c: f32) -> f32 {
         case 43u: { return flag(a <= b); }
         case 44u: { return flag(a >= b); }
         case 45u: { return select(0.0, b, a > 0.0); }
-        default: { return bitcast<f32>(0x7fc00000u); }
+        default: { return from_bits(0x7fc00000u); }
     }
 }
 

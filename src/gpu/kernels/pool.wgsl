@@ -50,7 +50,7 @@ fn pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let base = pi(4u) + i32(o.n) * pi(13u) + i32(o.c) * pi(14u);
     var acc = 0.0;
     if (kind == 0u) {
-        acc = bitcast<f32>(0xff800000u);
+        acc = from_bits(0xff800000u);
     }
     var count = 0u;
     for (var ky = 0u; ky < p(19u); ky++) {

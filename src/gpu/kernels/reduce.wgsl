@@ -21,9 +21,9 @@ fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let count = p(5u);
     var acc = 0.0;
     if (op == 1u) {
-        acc = bitcast<f32>(0xff800000u);
+        acc = from_bits(0xff800000u);
     } else if (op == 2u) {
-        acc = bitcast<f32>(0x7f800000u);
+        acc = from_bits(0x7f800000u);
     } else if (op == 3u) {
         acc = 1.0;
     }
