@@ -3,29 +3,16 @@
 //! max(1, |value|), for several inputs and targets, with the buffers reused between evaluations.
 //! No adapter is a failure, not a skip: scripts/test.sh installs lavapipe first.
 
+#[path = "support/models.rs"]
+mod support_models;
+use support_models::models;
+
 use blindspot::gpu::{Gpu, GpuModel};
 use blindspot::grad::check::Rng;
 use blindspot::grad::{Evaluation, Objective};
-use blindspot::Classifier;
-use serde_json::Value;
 use std::time::Instant;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-fn models() -> Vec<(String, Classifier)> {
-    let text = std::fs::read_to_string(format!("{ROOT}/models/models.json")).unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    let mut files: Vec<(String, String)> = json["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["id"].as_str().unwrap().to_string(), format!("{ROOT}/models/{}", m["file"].as_str().unwrap())))
-        .collect();
-    for zoo in ["mobilenet", "resnet"] {
-        files.push((zoo.to_string(), format!("{ROOT}/tests/fixtures/zoo/{zoo}.onnx")));
-    }
-    files.into_iter().map(|(id, file)| (id, Classifier::load(&std::fs::read(file).unwrap(), None).unwrap())).collect()
-}
 
 fn worst(ours: &Evaluation, theirs: &Evaluation) -> f32 {
     assert_eq!(ours.logits.len(), theirs.logits.len());

@@ -97,17 +97,7 @@ impl AskTell {
     /// If `x0`, `lower` and `upper` differ in length, a lower bound exceeds its upper bound or is
     /// NaN, or `options.memory` is zero.
     pub fn new(x0: &[f64], lower: &[f64], upper: &[f64], options: &Options) -> AskTell {
-        let n = x0.len();
-        assert!(
-            lower.len() == n && upper.len() == n,
-            "x0, lower and upper must have the same length"
-        );
-        assert!(
-            lower.iter().zip(upper).all(|(l, u)| l <= u),
-            "every lower bound must be <= its upper bound"
-        );
-        assert!(options.memory >= 1, "memory must be at least 1");
-        let x0 = (0..n).map(|i| clamp(x0[i], lower[i], upper[i])).collect();
+        let x0 = start(x0, lower, upper, options);
         AskTell {
             lower: Rc::new(lower.to_vec()),
             upper: Rc::new(upper.to_vec()),
@@ -331,6 +321,25 @@ fn checkpoint(stepper: basin::Stepper<Replay, FirstOrderState<Vec<f64>>, Solver>
     stepper
         .into_checkpoint()
         .expect("a stepper that has not failed has a checkpoint")
+}
+
+/// `x0` projected into the box, after checking the problem is well formed.
+///
+/// # Panics
+/// If `x0`, `lower` and `upper` differ in length, a lower bound exceeds its upper bound or is
+/// NaN, or `options.memory` is zero.
+pub(crate) fn start(x0: &[f64], lower: &[f64], upper: &[f64], options: &Options) -> Vec<f64> {
+    let n = x0.len();
+    assert!(
+        lower.len() == n && upper.len() == n,
+        "x0, lower and upper must have the same length"
+    );
+    assert!(
+        lower.iter().zip(upper).all(|(l, u)| l <= u),
+        "every lower bound must be <= its upper bound"
+    );
+    assert!(options.memory >= 1, "memory must be at least 1");
+    (0..n).map(|i| clamp(x0[i], lower[i], upper[i])).collect()
 }
 
 pub(crate) fn clamp(x: f64, lower: f64, upper: f64) -> f64 {

@@ -13,7 +13,7 @@ use basin::{
     FirstOrderState, Gradient, GradientState, Lbfgsb, State, StepOutcome,
 };
 
-use super::asktell::{clamp, stop_reason};
+use super::asktell::{clamp, start, stop_reason};
 use super::lbfgsb::{projected_gradient_norm, Options, Outcome, Stop};
 
 /// [`super::lbfgsb::minimize`]'s work: basin steps through its iterations calling `f` itself.
@@ -26,16 +26,7 @@ pub fn minimize(
     mut progress: impl FnMut(usize, f64, &[f64]) -> bool,
 ) -> Outcome {
     let n = x0.len();
-    assert!(
-        lower.len() == n && upper.len() == n,
-        "x0, lower and upper must have the same length"
-    );
-    assert!(
-        lower.iter().zip(upper).all(|(l, u)| l <= u),
-        "every lower bound must be <= its upper bound"
-    );
-    assert!(options.memory >= 1, "memory must be at least 1");
-    let x0: Vec<f64> = (0..n).map(|i| clamp(x0[i], lower[i], upper[i])).collect();
+    let x0 = start(x0, lower, upper, options);
 
     let evaluations = Cell::new(0usize);
     let problem = BoxProblem {
