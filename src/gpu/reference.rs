@@ -70,8 +70,8 @@ fn execute(m: &mut Memory, kernel: &Kernel) {
             }
             Kernel::Reduce { op, input, axes, .. } => reduce(m, *op, input, axes, &index),
             Kernel::EinSum { a, b, sum_shape, sum_strides, .. } => einsum(m, a, b.as_ref(), sum_shape, sum_strides, &index),
-            Kernel::Conv { x, kernel, bias, window, group, .. } => conv(m, x, kernel, bias, window, *group, &index),
-            Kernel::Deconv { x, kernel, bias, window, group, .. } => deconv(m, x, kernel, bias, window, *group, &index),
+            Kernel::Conv { x, kernel, bias, window, group, .. } => conv(m, x, kernel, bias, window, *group, &index, tap),
+            Kernel::Deconv { x, kernel, bias, window, group, .. } => conv(m, x, kernel, bias, window, *group, &index, source),
             Kernel::Pool { kind, x, window, .. } => pool(m, *kind, x, window, &index),
             Kernel::MaxPoolBackward { x, dy, window, .. } => max_pool_backward(m, x, dy, window, &index),
         };
@@ -206,16 +206,21 @@ fn tap(out: usize, k: usize, axis: usize, w: &Window, len: usize) -> Option<usiz
     (at >= 0 && (at as usize) < len).then_some(at as usize)
 }
 
-fn conv(m: &Memory, x: &View, kernel: &View, bias: &View, w: &Window, group: usize, o: &[usize]) -> f32 {
+/// A convolution (with `tap`) or a transposed one (with `source`): `at(out, k, axis, window, len)`
+/// gives the input position that kernel tap `k` meets at output position `out`, if any.
+type Position = fn(usize, usize, usize, &Window, usize) -> Option<usize>;
+
+#[allow(clippy::too_many_arguments)]
+fn conv(m: &Memory, x: &View, kernel: &View, bias: &View, w: &Window, group: usize, o: &[usize], at: Position) -> f32 {
     let (n, co, y, xo) = (o[0], o[1], o[2], o[3]);
     let ci_per_group = kernel.shape[1];
     let co_per_group = kernel.shape[0] / group;
     let g = co / co_per_group;
     let mut acc = m.load(bias, &[co]);
     for ky in 0..w.kernel[0] {
-        let Some(iy) = tap(y, ky, 0, w, x.shape[2]) else { continue };
+        let Some(iy) = at(y, ky, 0, w, x.shape[2]) else { continue };
         for kx in 0..w.kernel[1] {
-            let Some(ix) = tap(xo, kx, 1, w, x.shape[3]) else { continue };
+            let Some(ix) = at(xo, kx, 1, w, x.shape[3]) else { continue };
             for i in 0..ci_per_group {
                 acc += m.load(x, &[n, g * ci_per_group + i, iy, ix]) * m.load(kernel, &[co, i, ky, kx]);
             }
@@ -229,24 +234,6 @@ fn source(out: usize, k: usize, axis: usize, w: &Window, len: usize) -> Option<u
     let t = (out + w.pad_before[axis]) as isize - (k * w.dilations[axis]) as isize;
     let s = w.strides[axis] as isize;
     (t >= 0 && t % s == 0 && ((t / s) as usize) < len).then_some((t / s) as usize)
-}
-
-fn deconv(m: &Memory, x: &View, kernel: &View, bias: &View, w: &Window, group: usize, o: &[usize]) -> f32 {
-    let (n, co, y, xo) = (o[0], o[1], o[2], o[3]);
-    let ci_per_group = kernel.shape[1];
-    let co_per_group = kernel.shape[0] / group;
-    let g = co / co_per_group;
-    let mut acc = m.load(bias, &[co]);
-    for ky in 0..w.kernel[0] {
-        let Some(iy) = source(y, ky, 0, w, x.shape[2]) else { continue };
-        for kx in 0..w.kernel[1] {
-            let Some(ix) = source(xo, kx, 1, w, x.shape[3]) else { continue };
-            for i in 0..ci_per_group {
-                acc += m.load(x, &[n, g * ci_per_group + i, iy, ix]) * m.load(kernel, &[co, i, ky, kx]);
-            }
-        }
-    }
-    acc
 }
 
 fn pool(m: &Memory, kind: PoolKind, x: &View, w: &Window, o: &[usize]) -> f32 {
