@@ -15,6 +15,7 @@ export class LabWorker {
     this.pending = new Map();
     this.nextId = 1;
     this.loaded = new Set();
+    this.files = new Map(); // model id -> Promise of its file's bytes (see ensure)
     // 'cpu' (the default: the tour and other panels keep the CPU), 'webgpu' or 'auto'; sent with
     // every load, so a restarted worker keeps it
     this.preference = 'cpu';
@@ -67,6 +68,22 @@ export class LabWorker {
       this.pending.set(id, { resolve, reject, onProgress });
       this.worker.postMessage({ id, op, ...payload }, transfer);
     });
+  }
+
+  /**
+   * Loads a shipped model ({ id, file, input } of models/models.json) under its id unless it is
+   * loaded; its file is fetched once and kept, to load again after a cancel restarts the worker.
+   * Resolves to true when it (re)loaded the model.
+   */
+  async ensure(model) {
+    if (this.loaded.has(model.id)) return false;
+    if (!this.files.has(model.id)) {
+      const fetched = fetchBytes(`models/${model.file}`);
+      this.files.set(model.id, fetched);
+      fetched.catch(() => this.files.delete(model.id)); // a failed fetch is tried again next time
+    }
+    await this.load(model.id, (await this.files.get(model.id)).slice(0), model.input?.shape);
+    return true;
   }
 
   /** Loads ONNX bytes under `key`; resolves to { inputShape, classes }. */

@@ -1,6 +1,6 @@
 // The spectral-bounds panel: the paper's Table 5 (section 4.3) for a shipped model, computed in a
 // worker of its own by the same core as `blindspot lipschitz MODEL`, beside the paper's AlexNet.
-import { fetchBytes, fetchJson } from './assets.js';
+import { fetchJson } from './assets.js';
 import { LabWorker } from './client.js';
 
 // Szegedy et al. (2013), Table 5: upper Lipschitz bounds of AlexNet's rectified layers
@@ -8,7 +8,7 @@ const ALEXNET = [['Conv. 1', 2.75], ['Conv. 2', 10], ['Conv. 3', 7], ['Conv. 4',
   ['FC1', 3.12], ['FC2', 4], ['FC3', 4]];
 
 const root = document.getElementById('spectral');
-const panel = { lab: null, manifest: [], bytes: new Map(), busy: false, chosen: false };
+const panel = { lab: null, manifest: [], busy: false, chosen: false };
 const el = (tag, props = {}, ...children) => {
   const e = Object.assign(document.createElement(tag), props);
   e.append(...children.filter((c) => c !== null && c !== undefined));
@@ -59,10 +59,7 @@ async function compute() {
   const start = performance.now();
   try {
     panel.lab ??= new LabWorker();
-    if (!panel.lab.loaded.has(m.id)) {
-      if (!panel.bytes.has(m.id)) panel.bytes.set(m.id, await fetchBytes(`models/${m.file}`));
-      await panel.lab.load(m.id, panel.bytes.get(m.id).slice(0), m.input?.shape);
-    }
+    await panel.lab.ensure(m);
     const table = await panel.lab.lipschitz(m.id, ({ done, total, node }) => {
       bar.max = Math.max(1, total);
       bar.value = done;

@@ -58,7 +58,7 @@ function heat(cell, rate) {
 }
 
 const tour = {
-  lab: null, manifest: null, pack: null, bytes: new Map(), busy: null,
+  lab: null, manifest: null, pack: null, busy: null,
   /** Completed attacks per model, for the N they were made with: id -> { n, attacks }. */
   attacks: new Map(),
 };
@@ -73,11 +73,8 @@ async function pack() {
 /** The tour's own worker, started on first use; the lab's worker stays free. */
 async function ensure(id, token) {
   tour.lab ??= new LabWorker();
-  if (tour.lab.loaded.has(id)) return;
-  const m = model(id);
-  if (!tour.bytes.has(id)) tour.bytes.set(id, await fetchBytes(`models/${m.file}`));
+  await tour.lab.ensure(model(id));
   token.check();
-  await tour.lab.load(id, tour.bytes.get(id).slice(0), m.input?.shape);
 }
 
 /** The seeded attacks of Table 1 on the first `n` digits for model `id` (reused when already made). */

@@ -12,7 +12,7 @@ const MAX_FLOATS = 40e6; // activations kept in the worker: 160 MB at most
 const PACKS = { '1k': 'models/data/mnist-test-1k.bin', '10k': 'models/data/mnist-test-10k.bin' };
 
 const units = {
-  lab: null, manifest: [], packs: new Map(), bytes: new Map(), tensors: [],
+  lab: null, manifest: [], packs: new Map(), tensors: [],
   /** Sets whose activations are complete in the current worker: `${model}|${tensor}|${set}`. */
   done: new Set(),
   busy: false, started: false,
@@ -35,10 +35,7 @@ async function pack(set) {
 /** The section's worker with `id` loaded (again after a cancel restarted it). */
 async function ensureModel(id) {
   units.lab ??= new LabWorker();
-  if (units.lab.loaded.has(id)) return;
-  const m = units.manifest.find((x) => x.id === id);
-  if (!units.bytes.has(id)) units.bytes.set(id, await fetchBytes(`models/${m.file}`));
-  await units.lab.load(id, units.bytes.get(id).slice(0), m.input?.shape);
+  if (!(await units.lab.ensure(units.manifest.find((x) => x.id === id)))) return;
   for (const key of [...units.done]) if (key.startsWith(`${id}|`)) units.done.delete(key);
 }
 
