@@ -38,10 +38,12 @@ test('an uploaded photo of a digit is made MNIST-like and classified like the di
   const pack = readPack('mnist-test-1k.bin');
   for (const index of [1, 2, 3, 8]) {
     const png = await photoOf(page, pack.input(index));
+    const before = await page.getAttribute('#prediction', 'data-probabilities');
     await page.setInputFiles('#image-file', { name: `digit-${index}.png`, mimeType: 'image/png', buffer: png });
     await page.waitForFunction(() => document.querySelector('#prediction').dataset.digit === '-1'
       && document.querySelector('#digit-caption').textContent.startsWith('your image'));
-    await page.waitForFunction((before) => document.querySelector('#prediction').dataset.probabilities !== before, '');
+    // the previous image's prediction stays on show until this one's arrives
+    await page.waitForFunction((before) => document.querySelector('#prediction').dataset.probabilities !== before, before);
     const label = Number(await page.getAttribute('#prediction', 'data-label'));
     assert.equal(label, pack.labels[index], `photo of test digit ${index} (a ${pack.labels[index]}) read as ${label}`);
     // the digit on show is the photo brought back to MNIST's layout: close to the original
