@@ -40,6 +40,17 @@ ensure_lavapipe() {
   fi
 }
 
+# Python packages for the tools the benchmark runs (tools/bench_attack.py); pip --user when missing.
+ensure_python_packages() {
+  local missing=()
+  for p in "$@"; do python3 -c "import $p" 2>/dev/null || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Python packages: ${missing[*]}"
+    python3 -m pip install --quiet --user "${missing[@]}" \
+      || python3 -m pip install --quiet --user --break-system-packages "${missing[@]}"
+  fi
+}
+
 ensure_npm() {
   if [ ! -d "$ROOT/node_modules/playwright-core" ] \
      || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then

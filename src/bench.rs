@@ -50,3 +50,47 @@ pub fn measure_gpu(gpu: &crate::gpu::Gpu, model: &Classifier, input: &[f32], tim
     let compiled = crate::gpu::GpuModel::for_gradient(gpu, &gradient)?;
     rate(time, || compiled.evaluate_blocking(input, &target).map(|_| ()))
 }
+
+/// Independent multiply-add chains in [`simd_peak`]: enough to hide the latency of a SIMD multiply
+/// and add (about 4 cycles each) on two ports, few enough to stay in 16 registers.
+pub const PEAK_CHAINS: usize = 12;
+
+/// The floating-point operations one call of [`simd_peak`] performs: per iteration, each chain does
+/// a 4-lane multiply and a 4-lane add.
+pub fn simd_peak_flops(iterations: u32) -> f64 {
+    iterations as f64 * PEAK_CHAINS as f64 * 4.0 * 2.0
+}
+
+/// A peak-throughput kernel for the roofline: [`PEAK_CHAINS`] independent chains of
+/// `a = a * m + k` on 4-lane f32 vectors (wasm SIMD's `f32x4.mul` and `f32x4.add`, as wasm has no
+/// fused multiply-add outside relaxed SIMD). Returns a checksum so nothing is optimised away.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub fn simd_peak(iterations: u32) -> f32 {
+    use core::arch::wasm32::*;
+    let m = f32x4_splat(0.999_999);
+    let k = f32x4_splat(1e-6);
+    let mut acc: [v128; PEAK_CHAINS] = core::array::from_fn(|i| f32x4_splat(i as f32 * 0.01));
+    for _ in 0..iterations {
+        for a in acc.iter_mut() {
+            *a = f32x4_add(f32x4_mul(*a, m), k);
+        }
+    }
+    acc.iter().map(|a| f32x4_extract_lane::<0>(*a) + f32x4_extract_lane::<3>(*a)).sum()
+}
+
+/// The same chains in plain f32 arrays (natively the compiler picks the vector width).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub fn simd_peak(iterations: u32) -> f32 {
+    let mut acc = [[0f32; 4]; PEAK_CHAINS];
+    for (i, a) in acc.iter_mut().enumerate() {
+        *a = [i as f32 * 0.01; 4];
+    }
+    for _ in 0..iterations {
+        for a in acc.iter_mut() {
+            for v in a.iter_mut() {
+                *v = *v * 0.999_999 + 1e-6;
+            }
+        }
+    }
+    acc.iter().map(|a| a[0] + a[3]).sum()
+}

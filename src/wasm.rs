@@ -49,6 +49,18 @@ pub fn mnist_from_rgba(rgba: &[u8], w: usize, h: usize) -> Result<Vec<f32>, JsEr
 }
 
 /// The tables' target for test digit `index` of class `label` (as `blindspot table1` picks it).
+/// The roofline's peak kernel (`bench::simd_peak`): returns its checksum; the page times it.
+#[wasm_bindgen(js_name = simdPeak)]
+pub fn simd_peak(iterations: u32) -> f32 {
+    crate::bench::simd_peak(iterations)
+}
+
+/// Floating-point operations in one `simdPeak(iterations)` call.
+#[wasm_bindgen(js_name = simdPeakFlops)]
+pub fn simd_peak_flops(iterations: u32) -> f64 {
+    crate::bench::simd_peak_flops(iterations)
+}
+
 #[wasm_bindgen(js_name = paperTarget)]
 pub fn paper_target(label: usize, index: usize, seed: u64, classes: usize) -> usize {
     crate::paper::target_for(label, index, seed, classes.max(2))
