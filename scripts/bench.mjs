@@ -99,6 +99,26 @@ export async function firstVisit(makeContext, root = ROOT) {
   }
 }
 
+/**
+ * What the peer's page would ship for the same job: TensorFlow.js core and its wasm backend
+ * (with gradients), bundled and minified by esbuild, plus the SIMD wasm binary; raw and gzip -6.
+ */
+export async function peerWeight() {
+  const { build } = await import('esbuild');
+  const js = await build({
+    stdin: {
+      contents: "export * from '@tensorflow/tfjs-core'; import '@tensorflow/tfjs-core/dist/register_all_gradients'; export { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';",
+      resolveDir: ROOT,
+    },
+    bundle: true, format: 'esm', platform: 'browser', minify: true, write: false, logLevel: 'warning',
+  });
+  const files = [
+    { file: 'tfjs-core + tfjs-backend-wasm (bundled, minified)', body: Buffer.from(js.outputFiles[0].contents) },
+    { file: 'tfjs-backend-wasm-simd.wasm', body: readFileSync(join(TFJS, 'tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm')) },
+  ].map(({ file, body }) => ({ file, raw: body.length, gzip: gzipSync(body, { level: 6 }).length }));
+  return { files, raw: files.reduce((s, f) => s + f.raw, 0), gzip: files.reduce((s, f) => s + f.gzip, 0) };
+}
+
 /** The scipy attack on the page's digits and targets (tools/bench_attack.py), single-threaded. */
 function scipyAttack(attack) {
   const job = JSON.stringify({ model: attack.model, firstObjective: attack.firstObjective, rows: attack.rows.map(({ digit, target }) => ({ digit, target })) });
@@ -113,7 +133,7 @@ const num = (v, d = 0) => (v == null || !Number.isFinite(v) ? '–' : v.toLocale
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** The Markdown report. */
-export function report({ bench, scipy, visits, cpu }) {
+export function report({ bench, scipy, visits, cpu, peer = null }) {
   const out = [];
   const line = (s = '') => out.push(s);
   line(`Machine: ${cpu} · ${bench.machine.cores} logical cores · ${bench.machine.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? 'Chromium'} headless · `
@@ -123,6 +143,8 @@ export function report({ bench, scipy, visits, cpu }) {
   const cell = (g, engine, key) => {
     const r = g.rates.find((x) => x.engine === engine);
     if (!r) return '–';
+    const missing = r.error?.match(/Kernel '(\w+)' not registered/);
+    if (missing) return `no ${missing[1]} kernel`;
     if (r.error) return `fails: ${r.error.slice(0, 60)}`;
     return num(r[key]);
   };
@@ -167,6 +189,13 @@ export function report({ bench, scipy, visits, cpu }) {
     line('|---:|---:|---:|---:|');
     line(`| ${v.files.length} | ${num(v.raw)} | ${num(v.gzip)} | ${num(median(visits.map((x) => x.ms)))} ms |`);
     line();
+    if (peer) {
+      const wasm = v.files.find((f) => f.file.endsWith('.wasm'));
+      const js = v.files.filter((f) => f.file.endsWith('.js')).reduce((s, f) => s + f.gzip, 0);
+      line(`The engine alone: blindspot's wasm ${num(wasm.gzip / 1024)} KiB + its JavaScript ${num(js / 1024)} KiB gzip; `
+        + `TensorFlow.js for the same job (${peer.files.map((f) => f.file).join(' + ')}) ${num(peer.gzip / 1024)} KiB gzip, before any page code.`);
+      line();
+    }
     line('Largest: ' + [...v.files].sort((a, b) => b.gzip - a.gzip).slice(0, 5).map((f) => `${f.file} ${num(f.gzip / 1024)} KiB`).join(', ') + ' (gzip).');
     line();
   }
@@ -176,7 +205,7 @@ export function report({ bench, scipy, visits, cpu }) {
     line();
     line('| model | engine | MFLOP per forward + gradient | forward GFLOP/s | forward + gradient GFLOP/s | of peak |');
     line('|---|---|---:|---:|---:|---:|');
-    for (const x of r.rows) line(`| ${x.model} | ${x.engine} | ${num(x.gradientFlops / 1e6, 2)} | ${num(x.forwardGflops, 2)} | ${num(x.gradientGflops, 2)} | ${(100 * x.gradientGflops / r.peakGflops).toFixed(1)}% |`);
+    for (const x of r.rows) line(`| ${x.name} | ${x.engine} | ${num(x.gradientFlops / 1e6, 2)} | ${num(x.forwardGflops, 2)} | ${num(x.gradientGflops, 2)} | ${(100 * x.gradientGflops / r.peakGflops).toFixed(1)}% |`);
     line();
   }
   return out.join('\n');
@@ -218,10 +247,11 @@ async function main() {
     say(`first visit ${i + 1} of ${count}`);
     visits.push(await firstVisit(benchBrowser));
   }
+  const peer = await peerWeight();
   const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpus()[0]?.model ?? 'unknown CPU';
-  const text = report({ bench, scipy, visits, cpu });
+  const text = report({ bench, scipy, visits, cpu, peer });
   console.log(text);
-  if (arg('--json')) writeFileSync(arg('--json'), JSON.stringify({ bench, scipy, visits, cpu }, null, 1));
+  if (arg('--json')) writeFileSync(arg('--json'), JSON.stringify({ bench, scipy, visits, cpu, peer }, null, 1));
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

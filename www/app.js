@@ -121,7 +121,9 @@ async function selectModel(id) {
   setStatus(`loading ${model.file}…`);
   document.body.dataset.modelState = 'loading';
   remember();
-  state.ready = loadModel(model);
+  // main() starts the first model's load early, before the gallery is drawn
+  state.ready = state.preload?.id === model.id ? state.preload.ready : loadModel(model);
+  state.preload = null;
   try {
     const info = await state.ready;
     if (generation !== state.generation) return;
@@ -131,10 +133,15 @@ async function selectModel(id) {
       throw new Error(`it takes inputs of shape [${info.inputShape.join(', ')}]; the digits here are 1x${state.pack.rows}x${state.pack.cols}`);
     }
     setStatus(`ready · ${kilobytes(info.size)} · input [${info.inputShape.join(', ')}] · loaded in ${Math.round(info.ms)} ms`);
-    showBackend(info);
+    if (!info.pending) showBackend(info);
     document.body.dataset.modelState = 'ready';
     await classifyDigit(state.digit);
     markGallery(generation);
+    // the automatic backend choice waits until the first answer is on show (worker.js 'load')
+    if (info.pending && generation === state.generation) {
+      showBackend(await lab.setBackend('auto', model.id).catch((e) => (
+        { preference: 'auto', backend: 'cpu', available: false, reason: `the backend could not be chosen: ${e.message}` })));
+    }
     if (state.autorun) {
       state.autorun = false;
       await runAttack();
@@ -193,6 +200,7 @@ function renderPrediction({ label, probabilities }, truth) {
   el.dataset.label = label;
   el.dataset.probabilities = JSON.stringify(probabilities);
   el.dataset.digit = state.digit;
+  document.body.dataset.answered = ''; // the first answer is on show (units.js waits for it)
   state.predicted = label;
   el.classList.toggle('wrong', truth !== null && label !== truth);
   $('predicted').textContent = labels[label];
@@ -604,6 +612,10 @@ async function main() {
     $('backend').addEventListener('change', switchBackend);
     if (['cpu', 'webgpu'].includes(params.get('backend'))) state.backendChoice = params.get('backend');
     lab.preference = state.backendChoice ?? 'auto'; // sent with each load
+    const first = state.models.find((m) => m.id === params.get('model'))
+      ?? state.models.find((m) => m.default) ?? state.models[0];
+    state.preload = { id: first.id, ready: loadModel(first) };
+    state.preload.ready.catch(() => {}); // selectModel reports a failure
     setUpPad();
     $('model-file').addEventListener('change', (e) => openModelFile(e.target.files[0]));
     document.addEventListener('dragover', (e) => { e.preventDefault(); document.body.classList.add('dropping'); });

@@ -230,7 +230,7 @@ async function benchRoofline() {
     for (const r of row.rates) {
       if (!r.gradient || r.engine.includes('WebGPU')) continue;
       results.roofline.rows.push({
-        model: row.model, engine: r.engine, forwardFlops: row.flops, gradientFlops: 2 * row.flops,
+        model: row.model, name: row.name, engine: r.engine, forwardFlops: row.flops, gradientFlops: 2 * row.flops,
         forwardGflops: r.forward ? (r.forward * row.flops) / 1e9 : null,
         gradientGflops: (r.gradient * 2 * row.flops) / 1e9,
       });
@@ -246,14 +246,14 @@ const fmt = (v, digits = 0) => (v == null || !Number.isFinite(v) ? '–' : v.toL
 function table(head, rows) {
   const t = document.createElement('table');
   t.innerHTML = `<thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead>`
-    + `<tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join('')}</tr>`).join('')}</tbody>`;
+    + `<tbody>${rows.map((r) => `<tr>${r.map((c) => (c?.span ? `<td colspan="${c.span}">${c.html}</td>` : `<td>${c}</td>`)).join('')}</tr>`).join('')}</tbody>`;
   return t;
 }
 
 function render() {
   const rates = results.gradients.flatMap((g) => g.rates.map((r) => [
     g.name, r.engine + (r.adapter ? ` (${r.adapter})` : ''),
-    r.error ? `<span class="error">${r.error}</span>` : fmt(r.forward), r.error ? '' : fmt(r.gradient),
+    ...(r.error ? [{ span: 2, html: `<span class="fails">${r.error}</span>` }] : [fmt(r.forward), fmt(r.gradient)]),
   ]));
   $('rates').replaceChildren(table(['model', 'engine', 'forward / s', 'forward + gradient / s'], rates));
   const checks = results.gradients.flatMap((g) => g.checks.map((c) => [
@@ -267,7 +267,7 @@ function render() {
   }
   if (results.roofline) {
     const r = results.roofline;
-    const rows = r.rows.map((x) => [x.model, x.engine, fmt(x.gradientFlops / 1e6, 2), fmt(x.forwardGflops, 2), fmt(x.gradientGflops, 2), `${((100 * x.gradientGflops) / r.peakGflops).toFixed(1)}%`]);
+    const rows = r.rows.map((x) => [x.name, x.engine, fmt(x.gradientFlops / 1e6, 2), fmt(x.forwardGflops, 2), fmt(x.gradientGflops, 2), `${((100 * x.gradientGflops) / r.peakGflops).toFixed(1)}%`]);
     $('roofline').replaceChildren(
       Object.assign(document.createElement('p'), { textContent: `wasm SIMD multiply-add peak, one core: ${r.peakGflops.toFixed(2)} GFLOP/s` }),
       table(['model', 'engine', 'MFLOP per forward + gradient', 'forward GFLOP/s', 'forward + gradient GFLOP/s', 'of peak'], rows),

@@ -203,16 +203,33 @@ async function start() {
   }
 }
 
+/** Resolves once the lab has shown its first classification (app.js sets body[data-answered]). */
+function labAnswered() {
+  return new Promise((resolve) => {
+    const check = () => document.body.dataset.answered !== undefined;
+    if (check()) return resolve();
+    const watch = new MutationObserver(() => {
+      if (check()) { watch.disconnect(); resolve(); }
+    });
+    watch.observe(document.body, { attributes: true, attributeFilter: ['data-answered'] });
+    // a lab that never answers (no model loads) must not keep this panel off for good
+    setTimeout(() => { watch.disconnect(); resolve(); }, 10_000);
+  });
+}
+
 function main() {
   const section = $('units');
   if (!section) return;
-  // nothing is loaded until the section comes near the screen (or a control is used)
-  new IntersectionObserver((entries, observer) => {
+  // nothing is loaded until the section comes near the screen (or a control is used), and not
+  // before the lab's first answer is on show: while the lab is still empty this section sits near
+  // the top, and a second worker compiling the wasm would slow the first classification down
+  const observer = new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting)) {
       observer.disconnect();
       start();
     }
-  }, { rootMargin: '200px' }).observe(section);
+  }, { rootMargin: '200px' });
+  labAnswered().then(() => observer.observe(section));
   section.addEventListener('focusin', start);
   $('units-model').addEventListener('change', listTensors);
   $('units-tensor').addEventListener('change', onTensor);

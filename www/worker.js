@@ -163,8 +163,17 @@ const ops = {
     models.get(key)?.free();
     models.set(key, model);
     if (backend) preference = backend;
+    const about = { inputShape: Array.from(model.inputShape), classes: model.classes };
+    if (preference === 'auto') {
+      // The automatic choice (asking for an adapter, racing CPU and GPU: 0.2-0.5 s) is not worth
+      // delaying the first classification for: the model starts on the CPU, and the page asks
+      // for the choice (the 'backend' op) once its first answer is on show.
+      model.useCpu();
+      backends.set(key, { backend: 'cpu', reason: 'choosing the backend…' });
+      return { ...about, preference, backend: 'cpu', pending: true };
+    }
     await applyBackend(key);
-    return { inputShape: Array.from(model.inputShape), classes: model.classes, ...(await backendStatus(key)) };
+    return { ...about, ...(await backendStatus(key)) };
   },
   /** Sets the backend preference ('cpu' | 'webgpu' | 'auto') and applies it to model `key`. */
   async backend({ preference: wanted, key }) {
