@@ -65,6 +65,7 @@ impl Classifier {
         })?;
         let decluttered =
             typed.clone().into_decluttered().map_err(|e| Error::Model(format!("simplifying: {}", chain(&e))))?;
+        refuse_non_finite_weights(&decluttered)?;
         let classes = classes_of(&decluttered, shape[0])?;
         let plan = decluttered
             .clone()
@@ -228,6 +229,28 @@ fn refuse_unsupported(model: &InferenceModel) -> Result<()> {
     } else {
         Err(Error::UnsupportedOps(ops))
     }
+}
+
+/// A weight that is NaN or infinite makes the answers NaN: refused at load, naming its node. A
+/// single infinite value is a bound (a clip to +inf, a mask of -inf) and is let through.
+fn refuse_non_finite_weights(model: &TypedModel) -> Result<()> {
+    for node in model.nodes() {
+        let Some(konst) = node.op_as::<tract_onnx::tract_core::ops::konst::Const>() else { continue };
+        if konst.val().datum_type() != f32::datum_type() {
+            continue;
+        }
+        let Ok(values) = konst.val().to_plain_array_view::<f32>() else { continue };
+        let bad = |v: &&f32| v.is_nan() || (values.len() > 1 && v.is_infinite());
+        if let Some(bad) = values.iter().find(bad) {
+            return Err(Error::Model(format!(
+                "the weights of node \"{}\" hold {bad} ({} of {} values are not finite numbers)",
+                node.name,
+                values.iter().filter(|v| v.is_nan() || v.is_infinite()).count(),
+                values.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The input shape the file declares, a symbolic leading (batch) dimension taken as 1.

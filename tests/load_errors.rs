@@ -85,3 +85,23 @@ fn batched_logits_equal_one_at_a_time() {
         }
     }
 }
+
+#[test]
+fn nan_or_infinite_weights_are_refused_naming_the_node() {
+    let e = load_err(&fixture("nan-weights.onnx"), None);
+    assert!(matches!(e, Error::Model(_)), "{e}");
+    assert!(e.to_string().contains("hold NaN (1 of 7840 values are not finite numbers)"), "{e}");
+    let e = load_err(&fixture("inf-weights.onnx"), None);
+    assert!(e.to_string().contains("hold inf (10 of 7840"), "{e}");
+    println!("{e}");
+}
+
+#[test]
+fn a_symbolic_image_size_asks_for_the_shape() {
+    let e = load_err(&fixture("dynamic-shape.onnx"), None);
+    println!("{e}");
+    assert!(matches!(e, Error::Model(_)), "{e}");
+    // given a shape, the same file loads
+    let m = Classifier::load(&fixture("dynamic-shape.onnx"), Some(&[1, 1, 28, 28])).unwrap();
+    assert_eq!(m.classes(), 10);
+}

@@ -54,6 +54,37 @@ def main():
          helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
         "tiny_linear", [image_input()], [logits], [w]), "tiny-linear.onnx")
 
+    # The same regression with one weight NaN, and with a row of infinities: refused at load.
+    bad = rng.standard_normal((784, 10)).astype(np.float32)
+    bad[300, 4] = np.nan
+    save(helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
+        "nan_weights", [image_input()], [logits], [numpy_helper.from_array(bad, "w")]), "nan-weights.onnx")
+    bad = rng.standard_normal((784, 10)).astype(np.float32)
+    bad[100, :] = np.inf
+    save(helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
+        "inf_weights", [image_input()], [logits], [numpy_helper.from_array(bad, "w")]), "inf-weights.onnx")
+
+    # An input whose height and width are symbolic: its shape must be given.
+    dynamic = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, "H", "W"])
+    save(helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"], name="pool"),
+         helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten", axis=1),
+         helper.make_node("MatMul", ["flat", "w1"], ["logits"], name="dense")],
+        "dynamic_shape", [dynamic], [logits],
+        [numpy_helper.from_array(rng.standard_normal((1, 10)).astype(np.float32), "w1")]), "dynamic-shape.onnx")
+
+    # A valid classifier of 32x32 images: loads, but does not fit the 28x28 digits.
+    w32 = numpy_helper.from_array(rng.standard_normal((1024, 10)).astype(np.float32), "w")
+    save(helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
+        "size_32", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 32, 32])], [logits], [w32]),
+        "size-32.onnx")
+
 
 if __name__ == "__main__":
     main()

@@ -18,9 +18,25 @@ fn clamp_box(v: f64) -> f32 {
     v.clamp(0.0, 1.0) as f32
 }
 
+/// A size (radius, step, distortion, standard deviation) must be finite and not negative: a NaN
+/// would come back as a NaN image.
+fn check_size(name: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(crate::Error::Input(format!("{name} must be a finite number of at least 0, not {value}")))
+    }
+}
+
+fn check_budget(budget: &Budget) -> Result<()> {
+    check_size("epsilon", budget.epsilon)?;
+    check_size("the step", budget.step)
+}
+
 /// Fast gradient sign method (Goodfellow et al.): one step of size epsilon down the loss.
 pub fn fgsm(classifier: &Classifier, x: &[f32], goal: Goal, epsilon: f64) -> Result<Outcome> {
     check_input(classifier, x)?;
+    check_size("epsilon", epsilon)?;
     let started = Instant::now();
     let mut loss = Loss::new(classifier, goal)?;
     let g = loss.at(x)?.gradient;
@@ -66,6 +82,7 @@ fn pgd(
     step: impl Fn(&mut Vec<f32>, &[f32], &Budget),
 ) -> Result<Outcome> {
     check_input(classifier, x)?;
+    check_budget(budget)?;
     let started = Instant::now();
     let mut loss = Loss::new(classifier, goal)?;
     let mut adversarial = x.to_vec();
@@ -83,6 +100,7 @@ fn pgd(
 /// paper's Table 2 rows "Gaussian noise, stddev 0.1 / 0.3"). The goal decides `success`.
 pub fn gaussian_noise(classifier: &Classifier, x: &[f32], goal: Goal, stddev: f64, rng: &mut Rng) -> Result<Outcome> {
     check_input(classifier, x)?;
+    check_size("the standard deviation", stddev)?;
     let started = Instant::now();
     let adversarial: Vec<f32> = x.iter().map(|&v| clamp_box(v as f64 + stddev * rng.gaussian() as f64)).collect();
     let logits = classifier.classify(&adversarial)?.logits;
@@ -93,6 +111,7 @@ pub fn gaussian_noise(classifier: &Classifier, x: &[f32], goal: Goal, stddev: f6
 /// "compare with noise of the same size".
 pub fn noise_of_distortion(classifier: &Classifier, x: &[f32], goal: Goal, distortion: f64, rng: &mut Rng) -> Result<Outcome> {
     check_input(classifier, x)?;
+    check_size("the distortion", distortion)?;
     let started = Instant::now();
     let noise: Vec<f64> = x.iter().map(|_| rng.gaussian() as f64).collect();
     let rms = (noise.iter().map(|n| n * n).sum::<f64>() / noise.len() as f64).sqrt().max(1e-12);
