@@ -99,7 +99,14 @@ export async function buildSingle({ root = ROOT, out = join(root, 'dist/blindspo
   if (/url\(\s*["']?(?!data:|#)/.test(css)) throw new Error('www/style.css refers to a file: inline it in the build');
 
   const inline = `<script>globalThis.BLINDSPOT_INLINE = ${jsonScript({ single: true, worker, gzip, assets })};</script>\n`;
+  // The single file's policy: its scripts and styles are inline and its assets data: URLs, its
+  // worker starts from a Blob URL; still no eval, and no request to any server.
+  const policy = "default-src 'none'; script-src 'unsafe-inline' 'wasm-unsafe-eval' blob:; worker-src blob:; "
+    + "connect-src data: blob:; img-src data: blob:; style-src 'unsafe-inline'; object-src 'none'; base-uri 'none'; form-action 'none'";
+  const csp = /(<meta http-equiv="Content-Security-Policy" content=")[^"]*(">)/;
+  if (!csp.test(html)) throw new Error('index.html has no Content-Security-Policy meta');
   html = html
+    .replace(csp, (_, open, close) => `${open}${policy}${close}`)
     .replace(/<link rel="icon" href="www\/favicon.svg"[^>]*>/, `<link rel="icon" href="${favicon}" type="image/svg+xml">`)
     .replace(/[ \t]*<link rel="stylesheet" href="www\/style.css">\n?/, () => `<style>\n${css.replace(/<\/(style)/gi, '<\\/$1')}</style>\n`)
     .replace(moduleTag, '');
