@@ -7,6 +7,19 @@ import { drawCurve, drawDifference, drawGrey, drawHeatmap, drawUnit } from './dr
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;
 const lab = new LabWorker();
+// A panic in the wasm kills the worker; the LabWorker starts a fresh one (see client.js). A
+// model that was working is loaded into it again; one whose loading crashed is not retried.
+lab.onCrash = (message, restarted) => {
+  const working = document.body.dataset.modelState === 'ready';
+  showError(`blindspot hit an internal error: ${message.replace(/^internal error: /, '')}. `
+    + (!restarted ? 'It stopped after repeated failures; reload the page.'
+      : working ? 'Its worker was restarted and the model is loaded again.' : 'Its worker was restarted; pick another model.'));
+  if (restarted && working && state.model) {
+    document.body.dataset.modelState = 'loading';
+    state.ready = loadModel(state.model);
+    state.ready.then(() => { document.body.dataset.modelState = 'ready'; }, () => { document.body.dataset.modelState = 'error'; });
+  }
+};
 const state = {
   models: [], model: null, ready: null, pack: null, digit: 0, shown: 0, generation: 0,
   target: 1, attacking: false,

@@ -42,18 +42,39 @@ export class LabWorker {
         request.onProgress?.(data.progress);
         return;
       }
+      if (data.fatal) {
+        this.crashed(data.error);
+        return;
+      }
       this.pending.delete(data.id);
-      if (data.fatal) this.restart();
       if (data.error !== undefined) request.reject(new Error(data.error));
       else request.resolve(data.result);
     };
     this.worker.onerror = (event) => {
       event.preventDefault();
-      const message = `the worker failed: ${event.message || 'could not start (is pkg/ built?)'}`;
-      for (const r of this.pending.values()) r.reject(new Error(message));
-      this.pending.clear();
-      this.restart();
+      this.crashed(`the worker failed: ${event.message || 'could not start (is pkg/ built?)'}`);
     };
+  }
+
+  /**
+   * The worker died (a Rust panic trapped the wasm, or the worker could not start): every pending
+   * request rejects with `message`, and a fresh worker starts, unless this keeps happening
+   * (3 crashes within 30 s): then the LabWorker gives up, and every later request says why.
+   * `onCrash(message, willRestart)` lets the page say so and load its model again.
+   */
+  crashed(message) {
+    for (const r of this.pending.values()) r.reject(new Error(message));
+    this.pending.clear();
+    const now = performance.now();
+    this.crashes = [...(this.crashes ?? []).filter((t) => now - t < 30_000), now];
+    if (this.crashes.length > 3) {
+      this.broken = `blindspot's worker keeps failing (${message}); reload the page to try again`;
+      this.worker.terminate();
+      this.loaded.clear();
+    } else {
+      this.restart();
+    }
+    this.onCrash?.(message, !this.broken);
   }
 
   restart() {
@@ -63,6 +84,7 @@ export class LabWorker {
   }
 
   call(op, payload = {}, transfer = [], onProgress = undefined) {
+    if (this.broken) return Promise.reject(new Error(this.broken));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress });

@@ -10,6 +10,8 @@ const ready = self.name === 'blindspot-inline'
   ? new Promise((resolve, reject) => { wasmArrived = { resolve, reject }; })
   : init();
 ready.catch(() => {}); // a failure is reported to each request, not as an unhandled rejection
+// The wasm's linear memory, on the worker's global for diagnostics (tests/e2e/memory.test.mjs).
+ready.then((exports) => { self.wasmMemory = exports.memory; }, () => {});
 const models = new Map(); // key -> Model
 const activationSets = new Map(); // `${key}|${tensor}|${set}` -> Activations (Property 1)
 
@@ -329,6 +331,40 @@ const ops = {
   },
 };
 
+const inFlight = new Set(); // ids of the requests not answered yet
+
+/** A trap's message: the Rust panic behind it when there was one. */
+function trapMessage(e) {
+  let panic;
+  try { panic = lastPanic(); } catch { /* the module is gone too */ }
+  return panic ? `internal error: ${panic}` : `internal error: ${e?.message ?? e}`;
+}
+
+/**
+ * A Rust panic traps the module, and a trapped module must not be used again: every request in
+ * flight gets the panic's message, and `fatal` tells the page to start a fresh worker.
+ */
+function trapped(e) {
+  const error = trapMessage(e);
+  for (const id of inFlight) self.postMessage({ id, error, fatal: true });
+  inFlight.clear();
+}
+
+// A trap inside an asynchronous export (the WebGPU paths) surfaces here, outside any request's
+// try: without this, its request would never be answered.
+self.addEventListener('error', (event) => {
+  if (event.error instanceof WebAssembly.RuntimeError) {
+    event.preventDefault();
+    trapped(event.error);
+  }
+});
+self.addEventListener('unhandledrejection', (event) => {
+  if (event.reason instanceof WebAssembly.RuntimeError) {
+    event.preventDefault();
+    trapped(event.reason);
+  }
+});
+
 self.onmessage = async ({ data }) => {
   const { id, op } = data;
   if (op === 'wasm' && wasmArrived) {
@@ -336,14 +372,14 @@ self.onmessage = async ({ data }) => {
     else wasmArrived.resolve(init({ module_or_path: data.module }));
     return;
   }
+  inFlight.add(id);
   try {
     await ready;
     if (!ops[op]) throw new Error(`unknown request "${op}"`);
-    self.postMessage({ id, result: await ops[op](data) });
+    const result = await ops[op](data);
+    if (inFlight.delete(id)) self.postMessage({ id, result });
   } catch (e) {
-    // A Rust panic traps the module: say so, and let the page start a fresh worker.
-    const panic = e instanceof WebAssembly.RuntimeError ? lastPanic() : undefined;
-    const message = panic ? `internal error: ${panic}` : (e?.message ?? String(e));
-    self.postMessage({ id, error: message, fatal: e instanceof WebAssembly.RuntimeError });
+    if (e instanceof WebAssembly.RuntimeError) trapped(e);
+    else if (inFlight.delete(id)) self.postMessage({ id, error: e?.message ?? String(e) });
   }
 };
