@@ -1,5 +1,6 @@
 // The page: model picker, test-digit gallery, classification with probability bars.
 import { fetchBytes, fetchJson, inlined } from './assets.js';
+import { imageSize } from './imagesize.js';
 import { LabWorker } from './client.js';
 import { parseDigitPack } from './digits.js';
 import { drawCurve, drawDifference, drawGrey, drawHeatmap, drawUnit } from './draw.js';
@@ -7,6 +8,10 @@ import { drawCurve, drawDifference, drawGrey, drawHeatmap, drawUnit } from './dr
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;
 const lab = new LabWorker();
+/** The largest model file the page reads: tract holds it about three times over while loading. */
+const MODEL_LIMIT = 200e6;
+/** The largest image the page decodes (a 12-megapixel phone photo is well inside). */
+const IMAGE_LIMIT = 64e6;
 // A panic in the wasm kills the worker; the LabWorker starts a fresh one (see client.js). A
 // model that was working is loaded into it again; one whose loading crashed is not retried.
 lab.onCrash = (message, restarted) => {
@@ -123,6 +128,9 @@ async function loadModel(model) {
 }
 
 async function selectModel(id) {
+  // an attack on the previous model is stopped: its answer would be shown against the new one
+  if (state.attacking) lab.cancel();
+  else if (/^attack failed/.test($('attack-status').textContent)) $('attack-status').textContent = '';
   const model = state.models.find((m) => m.id === id) ?? state.models[0];
   state.model = model;
   const generation = ++state.generation;
@@ -277,6 +285,7 @@ async function runAttack() {
   drawCurve($('attack-curve'), []);
   $('attack-status').textContent = 'starting…';
   const started = performance.now();
+  const generation = state.generation;
   try {
     await state.ready;
     const onProgress = (p) => {
@@ -292,7 +301,8 @@ async function runAttack() {
     $('attack-status').textContent = `${result.success ? 'done' : 'no success'} in ${((performance.now() - started) / 1000).toFixed(2)} s`;
   } catch (e) {
     $('attack-status').textContent = e.message === 'cancelled' ? 'cancelled' : `attack failed: ${e.message}`;
-    if (e.message === 'cancelled') state.ready = loadModel(state.model);
+    // after a cancel the fresh worker needs the model again, unless another one is being picked
+    if (e.message === 'cancelled' && generation === state.generation) state.ready = loadModel(state.model);
   } finally {
     state.attacking = false;
     $('run-attack').disabled = false;
@@ -491,6 +501,10 @@ async function benchmark() {
 /** A model the person picks or drops: read locally, loaded in the worker, never sent anywhere. */
 async function openModelFile(file) {
   if (!file) return;
+  if (file.size > MODEL_LIMIT) {
+    showError(`"${file.name}" is ${(file.size / 1e6).toFixed(0)} MB; blindspot loads models of up to ${MODEL_LIMIT / 1e6} MB in the page`);
+    return;
+  }
   const bytes = await file.arrayBuffer();
   const id = `local:${file.name}`;
   state.models = state.models.filter((m) => m.id !== id);
@@ -505,6 +519,12 @@ async function openImage(blob) {
   const name = blob.name ? `"${blob.name}"` : 'the pasted data';
   try {
     if (!blob.type.startsWith('image/')) throw new Error(`${name} is not an image (${blob.type || 'unknown type'}); pick a PNG, JPEG, GIF or WebP`);
+    // the header says how big it is; the JPEG frame header may sit after large metadata
+    const size = imageSize(new Uint8Array(await blob.slice(0, 256 * 1024).arrayBuffer()));
+    if (size && size.width * size.height > IMAGE_LIMIT) {
+      throw new Error(`${name} is ${size.width} x ${size.height} pixels, more than blindspot decodes `
+        + `(${IMAGE_LIMIT / 1e6} megapixels); shrink or crop it first`);
+    }
     const bitmap = await createImageBitmap(blob).catch(() => {
       throw new Error(`${name} could not be read as an image (is the file broken?)`);
     });

@@ -1,0 +1,186 @@
+// The bad-input catalogue: hostile or broken models, images, settings and timing, each answered
+// with a clear message, and the page still working afterwards (a shipped model classifies).
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { deflateSync } from 'node:zlib';
+import { ROOT, launch, openPage, pageReady, screenshot } from './harness.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+const fixture = (name) => readFileSync(join(ROOT, 'tests/fixtures', name));
+const shipped = (name) => readFileSync(join(ROOT, 'models', name));
+
+/** A valid greyscale PNG of `width` x `height`, all white but a black bar (zlib makes it small). */
+function png(width, height) {
+  const crc = (buf) => {
+    let c = ~0;
+    for (const byte of buf) { c ^= byte; for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1)); }
+    return ~c >>> 0;
+  };
+  const chunk = (type, data) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(data.length, 0);
+    head.write(type, 4, 'latin1');
+    const tail = Buffer.alloc(4);
+    tail.writeUInt32BE(crc(Buffer.concat([head.subarray(4), data])), 0);
+    return Buffer.concat([head, data, tail]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // 8-bit greyscale
+  const raw = Buffer.alloc((width + 1) * height, 255);
+  for (let y = 0; y < height; y++) raw[y * (width + 1)] = 0; // filter byte
+  for (let y = Math.floor(height / 4); y < Math.floor((3 * height) / 4); y++) {
+    raw.fill(0, y * (width + 1) + 1 + Math.floor(width * 0.45), y * (width + 1) + 1 + Math.floor(width * 0.55));
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
+
+/** The page still works: a shipped model loads (unless one is) and classifies test digit `digit`. */
+async function stillWorks(page, digit) {
+  if (!(await page.inputValue('#model')).startsWith('fc100-100-10')) {
+    await page.selectOption('#model', 'fc100-100-10');
+  }
+  await page.waitForSelector('body[data-model-state="ready"]', { timeout: 60_000 });
+  await page.click(`.thumb[data-index="${digit}"]`);
+  await page.waitForFunction((d) => document.querySelector('#prediction').dataset.digit === String(d)
+    && document.querySelector('#prediction').dataset.label !== undefined, digit);
+}
+
+const errorText = (page) => page.textContent('#error');
+
+test('the bad-input catalogue: every case gets a clear message and the page keeps working', async () => {
+  const page = await openPage(browser.context, `${browser.base}?model=fc100-100-10&digit=0`);
+  await pageReady(page);
+  const half = (b) => b.subarray(0, Math.floor(b.length / 2));
+  const models = [
+    ['an empty .onnx', { name: 'empty.onnx', buffer: Buffer.alloc(0) }, /the file is empty/],
+    ['a truncated .onnx', { name: 'cut.onnx', buffer: half(shipped('fc10-1.onnx')) }, /not a readable ONNX model|could not be loaded/],
+    ['garbage bytes', { name: 'noise.onnx', buffer: Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7919) % 251)) }, /not a readable ONNX model/],
+    ['a photo named .onnx', { name: 'photo.onnx', buffer: png(40, 40) }, /not a readable ONNX model/],
+    ['a text file', { name: 'notes.txt', buffer: Buffer.from('these are not weights') }, /not a readable ONNX model/],
+    ['an unsupported op', { name: 'warp.onnx', buffer: fixture('unsupported-op.onnx') }, /FancyWarp \(node "warp_layer"\)/],
+    ['two inputs', { name: 'two.onnx', buffer: fixture('two-inputs.onnx') }, /it has 2 inputs; an image classifier has one/],
+    ['a symbolic image size', { name: 'dynamic.onnx', buffer: fixture('dynamic-shape.onnx') }, /could not be loaded: .+/],
+    ['32x32 inputs', { name: 'size32.onnx', buffer: fixture('size-32.onnx') }, /takes inputs of shape \[1, 1, 32, 32\]; the digits here are 1x28x28/],
+    ['a colour 64x64 net', { name: 'mobile.onnx', buffer: readFileSync(join(ROOT, 'tests/fixtures/zoo/mobilenet.onnx')) }, /takes inputs of shape \[1, 3, 64, 64\]/],
+    ['NaN weights', { name: 'nan.onnx', buffer: fixture('nan-weights.onnx') }, /the weights of node "[^"]+" hold NaN/],
+    ['infinite weights', { name: 'inf.onnx', buffer: fixture('inf-weights.onnx') }, /the weights of node "[^"]+" hold inf/],
+  ];
+  let cases = 0;
+  for (const [what, file, message] of models) {
+    await page.setInputFiles('#model-file', { mimeType: 'application/octet-stream', ...file });
+    await page.waitForFunction(() => !document.querySelector('#error').hidden);
+    const text = await errorText(page);
+    assert.match(text, message, `${what}: "${text}"`);
+    console.log(`${what}: ${text}`);
+    await page.setInputFiles('#model-file', []);
+    await stillWorks(page, cases % 20);
+    cases++;
+  }
+
+  // a model over the size limit is refused before it is read (dropped: a 201 MB file)
+  await page.evaluate(() => {
+    const mb = new Uint8Array(1 << 20);
+    const file = new File(Array.from({ length: 201 }, () => mb), 'huge.onnx');
+    const data = new DataTransfer();
+    data.items.add(file);
+    document.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+  });
+  await page.waitForFunction(() => document.querySelector('#error').textContent.includes('huge.onnx'));
+  assert.match(await errorText(page), /"huge\.onnx" is 211 MB; blindspot loads models of up to 200 MB/);
+  await stillWorks(page, 3);
+  cases++;
+
+  // a model that loads and classifies but has an op with no gradient rule: the attack says which
+  await page.setInputFiles('#model-file', { name: 'wavy.onnx', mimeType: 'application/octet-stream', buffer: fixture('no-gradient.onnx') });
+  await page.waitForSelector('body[data-model-state="ready"]');
+  await page.click('#run-attack');
+  await page.waitForFunction(() => /attack failed/.test(document.querySelector('#attack-status').textContent));
+  assert.match(await page.textContent('#attack-status'), /Sin.*wobble|wobble.*Sin/);
+  console.log(`no gradient rule: ${await page.textContent('#attack-status')}`);
+  await stillWorks(page, 4);
+  cases++;
+
+  const images = [
+    ['a non-image upload', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') }, /"notes\.txt" is not an image \(text\/plain\)/],
+    ['a broken PNG', { name: 'broken.png', mimeType: 'image/png', buffer: png(50, 50).subarray(0, 60) }, /"broken\.png" could not be read as an image/],
+    ['a 10000 x 10000 image', { name: 'huge.png', mimeType: 'image/png', buffer: png(10000, 10000) }, /"huge\.png" is 10000 x 10000 pixels, more than blindspot decodes \(64 megapixels\)/],
+    ['a blank page', { name: 'blank.png', mimeType: 'image/png', buffer: png(60, 1).subarray(0) }, /no digit in it|could not be used/],
+    ['an image with a wrong type', { name: 'fake.png', mimeType: 'image/png', buffer: Buffer.from('plain text, sent as a PNG') }, /could not be read as an image/],
+  ];
+  for (const [what, file, message] of images) {
+    await page.setInputFiles('#image-file', file);
+    await page.waitForFunction(() => !document.querySelector('#error').hidden);
+    const text = await errorText(page);
+    assert.match(text, message, `${what}: "${text}"`);
+    console.log(`${what}: ${text}`);
+    await page.setInputFiles('#image-file', []);
+    await stillWorks(page, cases % 20);
+    cases++;
+  }
+  // a large but sane photo (3000 x 2000) is read, shrunk and classified
+  await page.setInputFiles('#image-file', { name: 'big.png', mimeType: 'image/png', buffer: png(3000, 2000) });
+  await page.waitForFunction(() => document.querySelector('#digit-caption').textContent.startsWith('your image')
+    && document.querySelector('#prediction').dataset.digit === '-1');
+  cases++;
+  console.log(`${cases} cases`);
+  assert.ok(cases >= 20);
+  await screenshot(page, 'hostile.png');
+  assert.deepEqual(page.problems.filter((p) => !/Failed to load resource/.test(p)), []);
+});
+
+test('timing: cancel mid-attack, switch model mid-attack, two attacks at once, nonsense in the URL', async () => {
+  // count the attack requests the page sends its worker
+  await browser.context.addInitScript(() => {
+    const send = Worker.prototype.postMessage;
+    window.attackRequests = 0;
+    Worker.prototype.postMessage = function (message, ...rest) {
+      if (message?.op === 'attack') window.attackRequests++;
+      return send.call(this, message, ...rest);
+    };
+  });
+  const page = await openPage(browser.context, `${browser.base}?model=cnn&digit=1&iterations=1000&c-steps=12`);
+  await pageReady(page);
+
+  // cancel mid-attack
+  await page.click('#run-attack');
+  await page.waitForFunction(() => /iteration/.test(document.querySelector('#attack-status').textContent));
+  await page.click('#cancel-attack');
+  await page.waitForFunction(() => document.querySelector('#attack-status').textContent === 'cancelled');
+  await page.waitForSelector('body[data-model-state="ready"]');
+  await page.click('.thumb[data-index="5"]');
+  await page.waitForFunction(() => document.querySelector('#prediction').dataset.digit === '5');
+
+  // switch model mid-attack: the attack stops, the new model loads and answers, no stale result
+  await page.click('#run-attack');
+  await page.waitForFunction(() => /iteration/.test(document.querySelector('#attack-status').textContent));
+  await page.selectOption('#model', 'fc100-100-10');
+  await page.waitForFunction(() => document.querySelector('#attack-status').textContent === 'cancelled');
+  await page.waitForSelector('body[data-model-state="ready"]');
+  await page.waitForFunction(() => document.querySelector('#model-status').textContent.startsWith('ready'));
+  assert.equal(await page.isHidden('#attack-result'), true, 'a result of the old model is on show');
+  await page.click('.thumb[data-index="6"]');
+  await page.waitForFunction(() => document.querySelector('#prediction').dataset.digit === '6');
+
+  // two attacks started at once: one runs
+  const before = await page.evaluate(() => window.attackRequests);
+  await page.evaluate(() => { const b = document.querySelector('#run-attack'); b.click(); b.click(); });
+  await page.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
+  await page.waitForFunction(() => !document.querySelector('#run-attack').disabled);
+  assert.equal(await page.evaluate(() => window.attackRequests) - before, 1, 'two attacks ran');
+
+  // nonsense in the URL falls back to defaults
+  const odd = await openPage(browser.context, `${browser.base}?model=nope&digit=99999&target=42&attack=rm&iterations=-3&epsilon=NaN`);
+  await pageReady(odd);
+  assert.equal(await odd.getAttribute('#prediction', 'data-digit'), '0');
+  assert.equal(await odd.inputValue('#method'), 'lbfgs');
+  assert.deepEqual(page.problems, []);
+  assert.deepEqual(odd.problems, []);
+});
