@@ -32,6 +32,10 @@ impl Classifier {
     /// Loads ONNX bytes. `input_shape` is the input fact from the model card (batch first);
     /// `None` takes the shape declared in the file, with a symbolic batch set to 1.
     pub fn load(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Classifier> {
+        guarded("loading", || Classifier::load_unguarded(bytes, input_shape))
+    }
+
+    fn load_unguarded(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Classifier> {
         if bytes.is_empty() {
             return Err(Error::NotOnnx("the file is empty".into()));
         }
@@ -39,9 +43,10 @@ impl Classifier {
         let proto = onnx
             .proto_model_for_read(&mut &bytes[..])
             .map_err(|e| Error::NotOnnx(format!("the protobuf does not decode ({})", chain(&e))))?;
-        if proto.graph.is_none() {
+        let Some(graph) = proto.graph.as_ref() else {
             return Err(Error::NotOnnx("the file holds no graph".into()));
-        }
+        };
+        check_graph(graph)?;
         let mut model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| Error::Model(format!("parsing the graph failed: {}", chain(&e))))?;
@@ -115,13 +120,13 @@ impl Classifier {
 
     /// The gradient graph of `objective` over this model (see [`crate::grad`]).
     pub fn gradient(&self, objective: &crate::grad::Objective) -> Result<crate::grad::GradientModel> {
-        match objective {
+        guarded("building its gradient", || match objective {
             crate::grad::Objective::Projection { tensor } => {
                 let forward = self.with_probe(tensor)?;
                 crate::grad::GradientModel::build(&forward, objective)
             }
             _ => crate::grad::GradientModel::build(&self.decluttered, objective),
-        }
+        })
     }
 
     /// The decluttered graph with the tensor named `tensor` (ONNX name, or node name) kept as a
@@ -229,6 +234,41 @@ fn refuse_unsupported(model: &InferenceModel) -> Result<()> {
     } else {
         Err(Error::UnsupportedOps(ops))
     }
+}
+
+/// Runs `work`, turning a panic inside it (tract asserts on some malformed graphs: fuzz/) into
+/// `Error::Model`. Natively (tests, the CLI in debug builds) the panic unwinds to here. In the
+/// page's wasm, built with panic = "abort", it traps instead, and the worker reports the panic's
+/// message and is replaced (www/worker.js).
+fn guarded<T>(doing: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(Error::Model(format!("tract failed {doing} this model (internal error: {message})")))
+    })
+}
+
+/// What tract-onnx assumes of a graph and would panic on (found by fuzzing, fuzz/regressions/):
+/// the graph has an output, and every graph output is the name of a node's output, a graph input
+/// or an initialiser.
+fn check_graph(graph: &tract_onnx::pb::GraphProto) -> Result<()> {
+    if graph.output.is_empty() {
+        return Err(Error::Model("the graph declares no output".into()));
+    }
+    let known: std::collections::HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .chain(graph.input.iter().map(|i| i.name.as_str()))
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    if let Some(output) = graph.output.iter().find(|o| !known.contains(o.name.as_str())) {
+        return Err(Error::Model(format!("the graph's output \"{}\" is not produced by any node", output.name)));
+    }
+    Ok(())
 }
 
 /// A weight that is NaN or infinite makes the answers NaN: refused at load, naming its node. A

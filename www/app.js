@@ -16,9 +16,11 @@ const IMAGE_LIMIT = 64e6;
 // model that was working is loaded into it again; one whose loading crashed is not retried.
 lab.onCrash = (message, restarted) => {
   const working = document.body.dataset.modelState === 'ready';
-  showError(`blindspot hit an internal error: ${message.replace(/^internal error: /, '')}. `
-    + (!restarted ? 'It stopped after repeated failures; reload the page.'
-      : working ? 'Its worker was restarted and the model is loaded again.' : 'Its worker was restarted; pick another model.'));
+  // a crash while a model loads is reported by selectModel, as that model's failure
+  if (working || !restarted) {
+    showError(`blindspot hit an internal error: ${message.replace(/^internal error: /, '')}. `
+      + (!restarted ? 'It stopped after repeated failures; reload the page.' : 'Its worker was restarted and the model is loaded again.'));
+  }
   if (restarted && working && state.model) {
     document.body.dataset.modelState = 'loading';
     state.ready = loadModel(state.model);
@@ -171,7 +173,8 @@ async function selectModel(id) {
     if (generation !== state.generation) return;
     setStatus('failed to load');
     document.body.dataset.modelState = 'error';
-    showError(`${model.name} (${model.file}) could not be loaded: ${e.message}`);
+    const crashed = /^internal error/.test(e.message) ? '. blindspot\'s worker was restarted: pick another model' : '';
+    showError(`${model.name} (${model.file}) could not be loaded: ${e.message}${crashed}`);
     clearPrediction();
   }
 }

@@ -35,7 +35,9 @@ export class LabWorker {
     } else {
       this.worker = new Worker(this.url, { type: 'module' });
     }
+    this.answered = false;
     this.worker.onmessage = ({ data }) => {
+      this.answered = true;
       const request = this.pending.get(data.id);
       if (!request) return;
       if (data.progress) {
@@ -58,16 +60,16 @@ export class LabWorker {
 
   /**
    * The worker died (a Rust panic trapped the wasm, or the worker could not start): every pending
-   * request rejects with `message`, and a fresh worker starts, unless this keeps happening
-   * (3 crashes within 30 s): then the LabWorker gives up, and every later request says why.
+   * request rejects with `message`, and a fresh worker starts. A worker that dies before it ever
+   * answered cannot start at all (no wasm, a browser without wasm SIMD): after 3 of those in a row
+   * the LabWorker gives up rather than restart forever, and every later request says why.
    * `onCrash(message, willRestart)` lets the page say so and load its model again.
    */
   crashed(message) {
     for (const r of this.pending.values()) r.reject(new Error(message));
     this.pending.clear();
-    const now = performance.now();
-    this.crashes = [...(this.crashes ?? []).filter((t) => now - t < 30_000), now];
-    if (this.crashes.length > 3) {
+    this.failedStarts = this.answered ? 0 : (this.failedStarts ?? 0) + 1;
+    if (this.failedStarts >= 3) {
       this.broken = `blindspot's worker keeps failing (${message}); reload the page to try again`;
       this.worker.terminate();
       this.loaded.clear();

@@ -337,7 +337,10 @@ const inFlight = new Set(); // ids of the requests not answered yet
 function trapMessage(e) {
   let panic;
   try { panic = lastPanic(); } catch { /* the module is gone too */ }
-  return panic ? `internal error: ${panic}` : `internal error: ${e?.message ?? e}`;
+  if (!panic) return `internal error: ${e?.message ?? e}`;
+  // "panicked at src/file.rs:15:18:\nwhat" -> "what (at src/file.rs:15:18)"
+  const [, where, what] = panic.match(/^panicked at ([^\n]*?):?\n([\s\S]*)$/) ?? [];
+  return where ? `internal error: ${what.trim()} (at ${where.replace(/^.*\/(tract-[\w-]+-[\d.]+\/)/, '$1')})` : `internal error: ${panic}`;
 }
 
 /**

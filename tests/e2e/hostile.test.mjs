@@ -85,6 +85,17 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
     cases++;
   }
 
+  // a model that makes tract panic (found by fuzzing: a Flatten axis past the input's rank): the
+  // wasm traps, the page says so, the worker is replaced, and the page goes on working
+  await page.setInputFiles('#model-file', { name: 'panic.onnx', mimeType: 'application/octet-stream', buffer: readFileSync(join(ROOT, 'fuzz/regressions/flatten-axis-out-of-range.onnx')) });
+  await page.waitForFunction(() => /internal error/.test(document.querySelector('#error').textContent));
+  const panicText = await errorText(page);
+  assert.match(panicText, /could not be loaded: internal error: range end index 37 out of range for slice of length 4 \(at tract-hir-0\.23\.9\/src\/ops\/array\/flatten\.rs:15:18\)/);
+  assert.match(panicText, /blindspot's worker was restarted: pick another model/);
+  console.log(`a panic in tract: ${panicText.replace(/\s+/g, ' ')}`);
+  await stillWorks(page, 2);
+  cases++;
+
   // a model over the size limit is refused before it is read (dropped: a 201 MB file)
   await page.evaluate(() => {
     const mb = new Uint8Array(1 << 20);
@@ -133,7 +144,7 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
   console.log(`${cases} cases`);
   assert.ok(cases >= 20);
   await screenshot(page, 'hostile.png');
-  assert.deepEqual(page.problems.filter((p) => !/Failed to load resource/.test(p)), []);
+  assert.deepEqual(page.problems.filter((p) => !/Failed to load resource|panicked at/.test(p)), []);
 });
 
 test('timing: cancel mid-attack, switch model mid-attack, two attacks at once, nonsense in the URL', async () => {
@@ -183,4 +194,23 @@ test('timing: cancel mid-attack, switch model mid-attack, two attacks at once, n
   assert.equal(await odd.inputValue('#method'), 'lbfgs');
   assert.deepEqual(page.problems, []);
   assert.deepEqual(odd.problems, []);
+});
+
+test('a worker that cannot start is tried three times, then the page says so instead of looping', async () => {
+  const page = await browser.context.newPage();
+  page.problems = [];
+  let starts = 0;
+  await page.route('**/www/worker.js', (route) => { starts++; return route.fulfill({ status: 404, body: 'gone' }); });
+  await page.goto(`${browser.base}?model=fc100-100-10&digit=0`);
+  await page.waitForFunction(() => document.querySelector('#error').textContent.length > 0);
+  await page.waitForTimeout(1500); // a restart loop would keep fetching the worker meanwhile
+  const text = await page.textContent('#error');
+  console.log(`worker fetched ${starts} times; the page says: ${text}`);
+  assert.match(text, /could not be loaded: the worker failed|keeps failing/);
+  assert.ok(starts >= 1 && starts <= 3, `the worker was started ${starts} times`);
+  // a later request answers at once with the reason
+  await page.selectOption('#model', 'cnn');
+  await page.waitForFunction(() => /keeps failing/.test(document.querySelector('#error').textContent));
+  assert.equal(starts <= 3, true);
+  await page.close();
 });
