@@ -4,24 +4,12 @@
 use blindspot::grad::check::{finite_differences, Rng};
 use blindspot::grad::Objective;
 use blindspot::{Classifier, DigitPack, Error};
-use serde_json::Value;
+use models::shipped;
+
+#[path = "support/models.rs"]
+mod models;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn shipped() -> Vec<(String, Classifier)> {
-    let text = std::fs::read_to_string(format!("{ROOT}/models/models.json")).unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    json["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let file = m["file"].as_str().unwrap();
-            let bytes = std::fs::read(format!("{ROOT}/models/{file}")).unwrap();
-            (m["id"].as_str().unwrap().to_string(), Classifier::load(&bytes, None).unwrap())
-        })
-        .collect()
-}
 
 /// The f32 gradient against central differences of the same graph run in f64 (tract's float
 /// precision translator), step 1e-6: the difference quotient is then good to about 1e-9 and a

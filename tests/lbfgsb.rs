@@ -526,9 +526,12 @@ where
     }
 }
 
+/// An objective: value and gradient at x.
+type ValueAndGradient<'a> = dyn FnMut(&[f64]) -> (f64, Vec<f64>) + 'a;
+
 /// The ask/tell optimiser driven by a loop, as the browser's GPU path drives it.
 fn ask_tell_minimize(
-    f: &mut dyn FnMut(&[f64]) -> (f64, Vec<f64>),
+    f: &mut ValueAndGradient,
     x0: &[f64],
     lower: &[f64],
     upper: &[f64],

@@ -6,23 +6,12 @@ use blindspot::attack::lbfgs::{attack, Options};
 use blindspot::attack::{Goal, Outcome};
 use blindspot::rng::Rng;
 use blindspot::{Classifier, DigitPack, Error};
+use models::shipped;
+
+#[path = "support/models.rs"]
+mod models;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn shipped() -> Vec<(String, Classifier)> {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(format!("{ROOT}/models/models.json")).unwrap()).unwrap();
-    manifest["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let file = m["file"].as_str().unwrap();
-            let bytes = std::fs::read(format!("{ROOT}/models/{file}")).unwrap();
-            (m["id"].as_str().unwrap().to_string(), Classifier::load(&bytes, None).unwrap())
-        })
-        .collect()
-}
 
 fn pack() -> DigitPack {
     DigitPack::parse(&std::fs::read(format!("{ROOT}/models/data/mnist-test-1k.bin")).unwrap()).unwrap()
