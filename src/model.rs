@@ -268,6 +268,44 @@ fn check_graph(graph: &tract_onnx::pb::GraphProto) -> Result<()> {
     if let Some(output) = graph.output.iter().find(|o| !known.contains(o.name.as_str())) {
         return Err(Error::Model(format!("the graph's output \"{}\" is not produced by any node", output.name)));
     }
+    // tract reads raw bytes of numbers and booleans only (strings, complex, bfloat16: unimplemented!)
+    const RAW_READABLE: [i32; 12] = [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13];
+    let node_tensors = graph.node.iter().flat_map(|n| n.attribute.iter().flat_map(|a| a.t.iter().chain(&a.tensors)));
+    for t in graph.initializer.iter().chain(node_tensors) {
+        if !t.raw_data.is_empty() && !RAW_READABLE.contains(&t.data_type) {
+            return Err(Error::Model(format!(
+                "tensor \"{}\" holds raw data of ONNX type {}, which blindspot cannot read",
+                t.name, t.data_type
+            )));
+        }
+    }
+    // a window op's per-axis lists must fit its kernel: tract indexes them by axis
+    for node in &graph.node {
+        if !matches!(node.op_type.as_str(), "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "LpPool") {
+            continue;
+        }
+        let ints = |name: &str| node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.len());
+        let kernel_rank = ints("kernel_shape").or_else(|| {
+            let weights = node.input.get(1)?;
+            let w = graph.initializer.iter().find(|t| &t.name == weights)?;
+            w.dims.len().checked_sub(2)
+        });
+        let fits = |name: &str, per_axis: usize| match (ints(name), kernel_rank) {
+            (Some(n), Some(k)) => n == per_axis * k,
+            (Some(n), None) => n % per_axis == 0,
+            (None, _) => true,
+        };
+        for (name, per_axis) in [("pads", 2), ("strides", 1), ("dilations", 1)] {
+            if !fits(name, per_axis) {
+                return Err(Error::Model(format!(
+                    "node \"{}\" ({}): its {name} do not fit its kernel's {} axes",
+                    node.name,
+                    node.op_type,
+                    kernel_rank.map_or("unknown".into(), |k| k.to_string())
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
