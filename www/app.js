@@ -17,9 +17,9 @@ const IMAGE_LIMIT = 64e6;
 lab.onCrash = (message, restarted) => {
   const working = document.body.dataset.modelState === 'ready';
   // a crash while a model loads is reported by selectModel, as that model's failure
-  if (working || !restarted) {
-    showError(`blindspot hit an internal error: ${message.replace(/^internal error: /, '')}. `
-      + (!restarted ? 'It stopped after repeated failures; reload the page.' : 'Its worker was restarted and the model is loaded again.'));
+  if (!restarted) showError(`blindspot's worker keeps failing (${message}); reload the page to try again`);
+  else if (working) {
+    showError(`blindspot hit an internal error: ${message.replace(/^internal error: /, '')}. Its worker was restarted and the model is loaded again.`);
   }
   if (restarted && working && state.model) {
     document.body.dataset.modelState = 'loading';
