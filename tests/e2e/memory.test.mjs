@@ -29,10 +29,10 @@ test('100 attacks in a row: wasm memory and JS heap stay flat after warm-up', as
     await page.waitForFunction(() => !document.querySelector('#attack-result').hidden
       && document.querySelector('#run-attack').disabled === false, null, { timeout: 60_000 });
   };
-  for (let i = 0; i < 10; i++) await attack(i); // warm-up: caches, the gradient graph, JIT
+  for (let i = 0; i < 20; i++) await attack(i); // warm-up: caches, the gradient graph, JIT
   const before = await measure();
   const started = Date.now();
-  for (let i = 10; i < 110; i++) await attack(i);
+  for (let i = 20; i < 120; i++) await attack(i);
   const afterwards = await measure();
   const growth = (k) => (afterwards[k] - before[k]) / before[k];
   console.log(`100 attacks in ${((Date.now() - started) / 1000).toFixed(1)} s; wasm memory ${before.wasm} -> ${afterwards.wasm} bytes `
