@@ -44,3 +44,34 @@ const WORKGROUP: u32 = 64u;
 fn thread_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.x + gid.y * groups.x * WORKGROUP;
 }
+
+// Where thread `t` sits in an [N, C, H, W] output: its indices, and its element offset, with the
+// shape in words `shape`..`shape`+3, the offset in word `offset` and the strides from word `strides`.
+struct Nchw {
+    n: u32,
+    c: u32,
+    y: u32,
+    x: u32,
+    at: i32,
+}
+
+fn nchw_position(t: u32, shape: u32, offset: u32, strides: u32) -> Nchw {
+    var o: Nchw;
+    o.x = t % p(shape + 3u);
+    var r = t / p(shape + 3u);
+    o.y = r % p(shape + 2u);
+    r = r / p(shape + 2u);
+    o.c = r % p(shape + 1u);
+    o.n = r / p(shape + 1u);
+    o.at = pi(offset) + i32(o.n) * pi(strides) + i32(o.c) * pi(strides + 1u) + i32(o.y) * pi(strides + 2u)
+        + i32(o.x) * pi(strides + 3u);
+    return o;
+}
+
+// A window op's forward tap: the input row (or column, by `axis`) that output row `o` reads at
+// kernel row `k`, or -1 in the padding; strides in words `window`.., dilations `window`+2..,
+// padding before `window`+4.. (the same layout in conv and pool).
+fn window_tap(o: u32, k: u32, axis: u32, len: u32, window: u32) -> i32 {
+    let at = i32(o * p(window + axis) + k * p(window + 2u + axis)) - i32(p(window + 4u + axis));
+    return select(-1, at, at >= 0 && at < i32(len));
+}

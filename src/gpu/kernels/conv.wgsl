@@ -5,32 +5,6 @@
 // 23 input channels per group, 24 output channels per group, 25..29 kernel strides [O, I, KH, KW],
 // 29 kernel height, 30 kernel width, 31..33 strides, 33..35 dilations, 35..37 padding before.
 
-struct Out {
-    n: u32,
-    c: u32,
-    y: u32,
-    x: u32,
-    at: i32,
-}
-
-fn out_position(t: u32) -> Out {
-    var o: Out;
-    o.x = t % p(12u);
-    var r = t / p(12u);
-    o.y = r % p(11u);
-    r = r / p(11u);
-    o.c = r % p(10u);
-    o.n = r / p(10u);
-    o.at = pi(4u) + i32(o.n) * pi(13u) + i32(o.c) * pi(14u) + i32(o.y) * pi(15u) + i32(o.x) * pi(16u);
-    return o;
-}
-
-// forward tap: the input row read by output row `o` at kernel row `k`, or -1 in the padding
-fn tap(o: u32, k: u32, axis: u32, len: u32) -> i32 {
-    let at = i32(o * p(31u + axis) + k * p(33u + axis)) - i32(p(35u + axis));
-    return select(-1, at, at >= 0 && at < i32(len));
-}
-
 // transposed tap: the input row whose kernel row `k` lands on output row `o`, or -1
 fn source(o: u32, k: u32, axis: u32, len: u32) -> i32 {
     let t = i32(o + p(35u + axis)) - i32(k * p(33u + axis));
@@ -41,8 +15,16 @@ fn source(o: u32, k: u32, axis: u32, len: u32) -> i32 {
     return t / s;
 }
 
+// the input row (or column, by `axis`) that kernel row `k` pairs with output row `o`, or -1
+fn input_row(o: u32, k: u32, axis: u32, len: u32, transposed: bool) -> i32 {
+    if (transposed) {
+        return source(o, k, axis, len);
+    }
+    return window_tap(o, k, axis, len, 31u);
+}
+
 fn convolve(t: u32, transposed: bool) {
-    let o = out_position(t);
+    let o = nchw_position(t, 9u, 4u, 13u);
     let cig = p(23u);
     let g = o.c / p(24u);
     var acc = ld(p(3u), pi(7u) + i32(o.c) * pi(8u));
@@ -51,22 +33,12 @@ fn convolve(t: u32, transposed: bool) {
     let xbase = pi(5u) + i32(o.n) * pi(17u) + i32(g * cig) * pi(18u);
     let kbase = pi(6u) + i32(o.c) * pi(25u);
     for (var ky = 0u; ky < p(29u); ky++) {
-        var iy = -1;
-        if (transposed) {
-            iy = source(o.y, ky, 0u, p(21u));
-        } else {
-            iy = tap(o.y, ky, 0u, p(21u));
-        }
+        let iy = input_row(o.y, ky, 0u, p(21u), transposed);
         if (iy < 0) {
             continue;
         }
         for (var kx = 0u; kx < p(30u); kx++) {
-            var ix = -1;
-            if (transposed) {
-                ix = source(o.x, kx, 1u, p(22u));
-            } else {
-                ix = tap(o.x, kx, 1u, p(22u));
-            }
+            let ix = input_row(o.x, kx, 1u, p(22u), transposed);
             if (ix < 0) {
                 continue;
             }

@@ -5,11 +5,6 @@
 // 18 x width, 19 kernel height, 20 kernel width, 21..23 strides, 23..25 dilations,
 // 25..27 padding before, 27 dy space, 28 dy offset, 29..33 dy strides, 33 dy height, 34 dy width.
 
-fn tap(o: u32, k: u32, axis: u32, len: u32) -> i32 {
-    let at = i32(o * p(21u + axis) + k * p(23u + axis)) - i32(p(25u + axis));
-    return select(-1, at, at >= 0 && at < i32(len));
-}
-
 fn source(o: u32, k: u32, axis: u32, len: u32) -> i32 {
     let t = i32(o + p(25u + axis)) - i32(k * p(23u + axis));
     let s = i32(p(21u + axis));
@@ -19,33 +14,13 @@ fn source(o: u32, k: u32, axis: u32, len: u32) -> i32 {
     return t / s;
 }
 
-struct Pos {
-    n: u32,
-    c: u32,
-    y: u32,
-    x: u32,
-    at: i32,
-}
-
-fn out_position(t: u32) -> Pos {
-    var o: Pos;
-    o.x = t % p(8u);
-    var r = t / p(8u);
-    o.y = r % p(7u);
-    r = r / p(7u);
-    o.c = r % p(6u);
-    o.n = r / p(6u);
-    o.at = pi(3u) + i32(o.n) * pi(9u) + i32(o.c) * pi(10u) + i32(o.y) * pi(11u) + i32(o.x) * pi(12u);
-    return o;
-}
-
 @compute @workgroup_size(64)
 fn pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let t = thread_index(gid, groups);
     if (t >= p(0u)) {
         return;
     }
-    let o = out_position(t);
+    let o = nchw_position(t, 5u, 3u, 9u);
     let kind = p(2u);
     let base = pi(4u) + i32(o.n) * pi(13u) + i32(o.c) * pi(14u);
     var acc = 0.0;
@@ -54,12 +29,12 @@ fn pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     var count = 0u;
     for (var ky = 0u; ky < p(19u); ky++) {
-        let iy = tap(o.y, ky, 0u, p(17u));
+        let iy = window_tap(o.y, ky, 0u, p(17u), 21u);
         if (iy < 0) {
             continue;
         }
         for (var kx = 0u; kx < p(20u); kx++) {
-            let ix = tap(o.x, kx, 1u, p(18u));
+            let ix = window_tap(o.x, kx, 1u, p(18u), 21u);
             if (ix < 0) {
                 continue;
             }
@@ -85,12 +60,12 @@ fn window_max(base: i32, y: u32, x: u32) -> i32 {
     var best = -1;
     var best_v = 0.0;
     for (var ky = 0u; ky < p(19u); ky++) {
-        let iy = tap(y, ky, 0u, p(17u));
+        let iy = window_tap(y, ky, 0u, p(17u), 21u);
         if (iy < 0) {
             continue;
         }
         for (var kx = 0u; kx < p(20u); kx++) {
-            let ix = tap(x, kx, 1u, p(18u));
+            let ix = window_tap(x, kx, 1u, p(18u), 21u);
             if (ix < 0) {
                 continue;
             }
@@ -110,7 +85,7 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     if (t >= p(0u)) {
         return;
     }
-    let o = out_position(t);
+    let o = nchw_position(t, 5u, 3u, 9u);
     let base = pi(4u) + i32(o.n) * pi(13u) + i32(o.c) * pi(14u);
     let dbase = pi(28u) + i32(o.n) * pi(29u) + i32(o.c) * pi(30u);
     let me = i32(o.y * p(18u) + o.x);
