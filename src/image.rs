@@ -93,10 +93,41 @@ pub fn mnist_from_rgba(rgba: &[u8], w: usize, h: usize) -> crate::Result<Vec<f32
     Ok(mnist_like(&stretched, w, h))
 }
 
-/// Decodes a PNG into greyscale pixels in [0,1] (colour averaged, alpha ignored);
-/// returns `(width, height, pixels)`.
+/// RGBA bytes (a canvas's `ImageData`) to a model's input in [0,1], channels first: one grey
+/// plane (colour averaged) when `channels` is 1, R, G and B planes when it is 3; alpha ignored.
+pub fn planes_from_rgba(rgba: &[u8], w: usize, h: usize, channels: usize) -> crate::Result<Vec<f32>> {
+    use crate::Error;
+    if rgba.len() != w * h * 4 {
+        return Err(Error::Input(format!("{} RGBA bytes do not make a {w}x{h} image", rgba.len())));
+    }
+    match channels {
+        1 => Ok(rgba.chunks(4).map(|p| (p[0] as f32 + p[1] as f32 + p[2] as f32) / (3.0 * 255.0)).collect()),
+        3 => Ok((0..3).flat_map(|c| rgba.chunks(4).map(move |p| p[c] as f32 / 255.0)).collect()),
+        _ => Err(Error::Input(format!("images have 1 or 3 channels, not {channels}"))),
+    }
+}
+
+/// A model input in [0,1] (1 or 3 planes of `w`x`h`, channels first) to opaque RGBA bytes for a
+/// canvas, rounded to the nearest level; grey is repeated in R, G and B.
+pub fn rgba_from_planes(planes: &[f32], w: usize, h: usize) -> crate::Result<Vec<u8>> {
+    let n = w * h;
+    let channels = if n > 0 { planes.len() / n } else { 0 };
+    if n == 0 || planes.len() != channels * n || !(channels == 1 || channels == 3) {
+        return Err(crate::Error::Input(format!("{} values are not 1 or 3 planes of {w}x{h}", planes.len())));
+    }
+    let level = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    Ok((0..n)
+        .flat_map(|i| {
+            let rgb = if channels == 1 { [planes[i]; 3] } else { [planes[i], planes[n + i], planes[2 * n + i]] };
+            [level(rgb[0]), level(rgb[1]), level(rgb[2]), 255]
+        })
+        .collect())
+}
+
+/// Decodes a PNG into a model input of 1 (grey) or 3 (RGB) planes in [0,1] (see
+/// [`planes_from_rgba`]); returns `(width, height, planes)`.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn decode_png_grey(bytes: &[u8]) -> crate::Result<(usize, usize, Vec<f32>)> {
+pub fn decode_png(bytes: &[u8], channels: usize) -> crate::Result<(usize, usize, Vec<f32>)> {
     use crate::Error;
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
@@ -106,13 +137,13 @@ pub fn decode_png_grey(bytes: &[u8]) -> crate::Result<(usize, usize, Vec<f32>)> 
         .ok_or_else(|| Error::Data("the PNG is too large".into()))?;
     let mut buf = vec![0; size];
     let info = reader.next_frame(&mut buf).map_err(|e| Error::Data(format!("broken PNG: {e}")))?;
-    let channels = info.color_type.samples();
-    let colour = if channels >= 3 { 3 } else { 1 };
-    let pixels = buf[..info.buffer_size()]
-        .chunks(channels)
-        .map(|px| px[..colour].iter().map(|&v| v as f32).sum::<f32>() / (colour as f32 * 255.0))
+    let samples = info.color_type.samples();
+    let rgba: Vec<u8> = buf[..info.buffer_size()]
+        .chunks(samples)
+        .flat_map(|px| if samples >= 3 { [px[0], px[1], px[2], 255] } else { [px[0], px[0], px[0], 255] })
         .collect();
-    Ok((info.width as usize, info.height as usize, pixels))
+    let (w, h) = (info.width as usize, info.height as usize);
+    Ok((w, h, planes_from_rgba(&rgba, w, h, channels)?))
 }
 
 #[cfg(test)]
@@ -163,6 +194,20 @@ mod tests {
         let cx = xs.iter().sum::<usize>() as f64 / xs.len() as f64;
         let cy = ys.iter().sum::<usize>() as f64 / ys.len() as f64;
         assert!((cx - 13.5).abs() <= 0.5 && (cy - 13.5).abs() <= 0.5, "centre of mass ({cx}, {cy})");
+    }
+
+    #[test]
+    fn rgba_goes_to_planes_and_back() {
+        // 2x1: a red and a grey pixel
+        let rgba = [255, 0, 0, 255, 51, 102, 153, 0];
+        let planes = planes_from_rgba(&rgba, 2, 1, 3).unwrap();
+        assert_eq!(planes, vec![1.0, 0.2, 0.0, 0.4, 0.0, 0.6]);
+        assert_eq!(planes_from_rgba(&rgba, 2, 1, 1).unwrap(), vec![1.0 / 3.0, 0.4]);
+        assert_eq!(rgba_from_planes(&planes, 2, 1).unwrap(), vec![255, 0, 0, 255, 51, 102, 153, 255]);
+        assert_eq!(rgba_from_planes(&[0.5, 2.0], 2, 1).unwrap(), vec![128, 128, 128, 255, 255, 255, 255, 255]);
+        assert!(planes_from_rgba(&rgba, 3, 1, 3).is_err());
+        assert!(planes_from_rgba(&rgba, 2, 1, 2).is_err());
+        assert!(rgba_from_planes(&planes[..4], 2, 1).is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ USAGE:
     blindspot bench grad [--ms 1000]
 
     MODEL   an ONNX classifier (models/*.onnx)
-    IMAGE   a .png (greyscale or colour, averaged to grey) or a .npy of float32
+    IMAGE   a .png (averaged to grey for 1-channel models, RGB for 3-channel ones) or a .npy of float32
             pixels in [0,1] holding one model input
     --shape the input shape, batch first (default: the shape the file declares)
 
@@ -169,7 +169,8 @@ fn classify(args: &Args) -> Result<()> {
     let shape = args.option("shape").map(parse_shape).transpose()?;
     let model = Classifier::load(&read(model_path)?, shape.as_deref())?;
     for path in images {
-        let pixels = load_image(path, model.image_len())?;
+        let channels = model.input_shape().get(1).copied().unwrap_or(1);
+        let pixels = load_image(path, model.image_len(), channels)?;
         let c = model.classify(&pixels)?;
         let line = serde_json::json!({
             "image": path,
@@ -586,15 +587,16 @@ fn parameter_count(model: &Classifier) -> usize {
         .sum()
 }
 
-/// Reads one model input from a .png or .npy file and checks its size.
-fn load_image(path: &str, expected: usize) -> Result<Vec<f32>> {
+/// Reads one model input from a .png or .npy file and checks its size. A PNG becomes `channels`
+/// planes: grey for 1, RGB for 3.
+fn load_image(path: &str, expected: usize, channels: usize) -> Result<Vec<f32>> {
     let lower = path.to_ascii_lowercase();
     let pixels = if lower.ends_with(".npy") {
         read_npy(path)?
     } else if lower.ends_with(".png") {
-        let (w, h, pixels) = blindspot::image::decode_png_grey(&read(path)?)
+        let (w, h, pixels) = blindspot::image::decode_png(&read(path)?, channels)
             .map_err(|e| Error::Data(format!("{path}: {e}")))?;
-        if w * h != expected {
+        if w * h * channels != expected {
             return Err(Error::Input(format!(
                 "{path} is {w}x{h}; the model takes {expected} pixels (resize it first)"
             )));

@@ -21,6 +21,7 @@ Writes:
 - models/data/imagenet-classes.json: short names and full WordNet synonyms, index order.
 - models/data/photos/*.jpg and photos.json: the sample photos with label, source and license.
 - models/efficientnet-lite0.json: the measurements the model card quotes.
+- tests/fixtures/imagenet/: foolbox's Dalmatian as a PNG and onnxruntime's logits for it.
 
 Deterministic: the same wheels give byte-identical files.
 """
@@ -197,26 +198,34 @@ def centre_crop(image, size=SIZE):
     return np.asarray(image, np.float32).transpose(2, 0, 1) / 255.0
 
 
+def jpeg(image):
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=92, subsampling=0, optimize=True)
+    return buf.getvalue()
+
+
 def photos():
-    """[(file name, JPEG bytes, label or None, source, license)], foolbox's first."""
+    """[(file name, JPEG bytes, label or None, source, license)], foolbox's first, each resized
+    (shortest side to 224, bilinear) and centre-cropped to the model's 224x224 input, so the
+    page shows and attacks exactly the pixels measured here."""
     from PIL import Image
+
+    def square(data):
+        x = centre_crop(Image.open(io.BytesIO(data)))
+        return Image.fromarray(np.round(x.transpose(1, 2, 0) * 255).astype(np.uint8))
+
     out = []
     fb = wheel("foolbox==3.3.4")
     for name in sorted(n for n in fb.namelist() if n.startswith("foolbox/data/imagenet_")):
         base = os.path.basename(name)
         label = int(base.rsplit("_", 1)[1].split(".")[0])
-        out.append((base, fb.read(name), label, "foolbox 3.3.4, foolbox/data/" + base,
+        out.append((base, jpeg(square(fb.read(name))), label,
+                    "foolbox 3.3.4, foolbox/data/" + base + ", resized and centre-cropped to 224x224",
                     "ImageNet validation image as shipped by foolbox (MIT); for research and teaching"))
     sk = wheel("scikit-image==0.26.0")
     for name, note in SKIMAGE_PHOTOS:
-        image = Image.open(io.BytesIO(sk.read("skimage/data/" + name))).convert("RGB")
-        w, h = image.size
-        scale = 256 / min(w, h)
-        image = image.resize((round(w * scale), round(h * scale)), Image.LANCZOS)
-        buf = io.BytesIO()
-        image.save(buf, "JPEG", quality=90, optimize=True)
-        out.append(("skimage_" + name.rsplit(".", 1)[0] + ".jpg", buf.getvalue(), None,
-                    "scikit-image 0.26.0, skimage/data/" + name + ", shortest side resized to 256", note))
+        out.append(("skimage_" + name.rsplit(".", 1)[0] + ".jpg", jpeg(square(sk.read("skimage/data/" + name))), None,
+                    "scikit-image 0.26.0, skimage/data/" + name + ", resized and centre-cropped to 224x224", note))
     return out
 
 
@@ -279,6 +288,26 @@ def int8_variant(weights):
     return model
 
 
+def fixture(model, pics, name="imagenet_16_251.jpg"):
+    """tests/fixtures/imagenet/: one photo as a lossless PNG of its decoded pixels and the
+    shipped model's logits for it from onnxruntime, for the native tests."""
+    import onnxruntime as ort
+    from PIL import Image
+    data = next(d for f, d, _, _, _ in pics if f == name)
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    assert image.size == (SIZE, SIZE), image.size
+    png = io.BytesIO()
+    image.save(png, "PNG", optimize=True)
+    x = centre_crop(image)[None]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"input": x})[0]
+    npy = io.BytesIO()
+    np.save(npy, logits.astype(np.float32))
+    out = os.path.join(ROOT, "tests", "fixtures", "imagenet")
+    return {os.path.join(out, "dalmatian.png"): png.getvalue(),
+            os.path.join(out, "dalmatian-logits.npy"): npy.getvalue()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail if a written file would change")
@@ -313,6 +342,7 @@ def main():
             "parameters": int(params), "variants": report}, indent=1) + "\n").encode(),
     }
     files.update({os.path.join(PHOTOS, f): data for f, data, _, _, _ in pics})
+    files.update(fixture(shipped, pics))
     changed = []
     for path, data in files.items():
         old = open(path, "rb").read() if os.path.exists(path) else None

@@ -53,6 +53,17 @@ impl F64Objective {
         ))?;
         Ok(out[0].cast_to::<f64>()?.to_plain_array_view::<f64>()?.iter().next().copied().unwrap_or(f64::NAN))
     }
+
+    /// The objective and its reverse-mode gradient, both computed in f64.
+    pub fn with_gradient(&self, x: &[f64], parameter: &[f32]) -> TractResult<(f64, Vec<f64>)> {
+        let p: Vec<f64> = parameter.iter().map(|&v| v as f64).collect();
+        let out = self.plan.run(tvec!(
+            Tensor::from_shape(&self.input_shape, x)?.into(),
+            Tensor::from_shape(&self.parameter_shape, &p)?.into()
+        ))?;
+        let value = out[0].cast_to::<f64>()?.to_plain_array_view::<f64>()?.iter().next().copied().unwrap_or(f64::NAN);
+        Ok((value, out[2].cast_to::<f64>()?.to_plain_array_view::<f64>()?.iter().copied().collect()))
+    }
 }
 
 /// Rewrites the element-wise ops tract runs in f32 only as compositions it runs in f64:
@@ -134,6 +145,31 @@ pub fn finite_differences(
         }
     }
     Ok(worst)
+}
+
+/// Directional derivatives along `directions` (each as long as `x`): the f32 reverse-mode
+/// gradient dotted with the direction, beside the central difference of the f64 objective along
+/// it with step `h`, as `(reverse, numeric)` pairs. For graphs too big to check coordinate by
+/// coordinate: one pair costs two f64 evaluations and tests every input at once.
+pub fn directional_derivatives(
+    model: &GradientModel,
+    x: &[f32],
+    parameter: &[f32],
+    h: f64,
+    directions: &[Vec<f32>],
+) -> TractResult<Vec<(f64, f64)>> {
+    let gradient = model.evaluate(x, parameter).map_err(|e| anyhow!("{e}"))?.gradient;
+    let f = F64Objective::new(model)?;
+    directions
+        .iter()
+        .map(|d| {
+            ensure!(d.len() == x.len(), "a direction of {} values for an input of {}", d.len(), x.len());
+            let step = |sign: f64| -> Vec<f64> { x.iter().zip(d).map(|(&v, &e)| v as f64 + sign * h * e as f64).collect() };
+            let numeric = (f.at(&step(1.0), parameter)? - f.at(&step(-1.0), parameter)?) / (2.0 * h);
+            let reverse = gradient.iter().zip(d).map(|(&g, &e)| g as f64 * e as f64).sum();
+            Ok((reverse, numeric))
+        })
+        .collect()
 }
 
 /// Builds `x -> build(x)` over an input of `shape`, takes the gradient of <y, v> for a random v,
