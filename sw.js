@@ -93,6 +93,9 @@ self.addEventListener('fetch', (event) => {
   const url = new URL(request.url);
   if (request.method !== 'GET' || url.origin !== SCOPE.origin || !url.href.startsWith(SCOPE.href)) return;
   if (request.headers.has('range')) return;
+  // Big optional models are fetched by the page with their version in the query (?v=sha256) and
+  // kept in its own cache ('blindspot/models', www/photos.js): not stored a second time here.
+  if (url.pathname.endsWith('.onnx') && url.searchParams.has('v')) return;
   event.respondWith((async () => {
     try {
       const response = await fetch(request);

@@ -107,23 +107,6 @@ pub fn planes_from_rgba(rgba: &[u8], w: usize, h: usize, channels: usize) -> cra
     }
 }
 
-/// A model input in [0,1] (1 or 3 planes of `w`x`h`, channels first) to opaque RGBA bytes for a
-/// canvas, rounded to the nearest level; grey is repeated in R, G and B.
-pub fn rgba_from_planes(planes: &[f32], w: usize, h: usize) -> crate::Result<Vec<u8>> {
-    let n = w * h;
-    let channels = if n > 0 { planes.len() / n } else { 0 };
-    if n == 0 || planes.len() != channels * n || !(channels == 1 || channels == 3) {
-        return Err(crate::Error::Input(format!("{} values are not 1 or 3 planes of {w}x{h}", planes.len())));
-    }
-    let level = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    Ok((0..n)
-        .flat_map(|i| {
-            let rgb = if channels == 1 { [planes[i]; 3] } else { [planes[i], planes[n + i], planes[2 * n + i]] };
-            [level(rgb[0]), level(rgb[1]), level(rgb[2]), 255]
-        })
-        .collect())
-}
-
 /// Decodes a PNG into a model input of 1 (grey) or 3 (RGB) planes in [0,1] (see
 /// [`planes_from_rgba`]); returns `(width, height, planes)`.
 #[cfg(not(target_arch = "wasm32"))]
@@ -197,17 +180,14 @@ mod tests {
     }
 
     #[test]
-    fn rgba_goes_to_planes_and_back() {
+    fn rgba_becomes_grey_or_rgb_planes() {
         // 2x1: a red and a grey pixel
         let rgba = [255, 0, 0, 255, 51, 102, 153, 0];
         let planes = planes_from_rgba(&rgba, 2, 1, 3).unwrap();
         assert_eq!(planes, vec![1.0, 0.2, 0.0, 0.4, 0.0, 0.6]);
         assert_eq!(planes_from_rgba(&rgba, 2, 1, 1).unwrap(), vec![1.0 / 3.0, 0.4]);
-        assert_eq!(rgba_from_planes(&planes, 2, 1).unwrap(), vec![255, 0, 0, 255, 51, 102, 153, 255]);
-        assert_eq!(rgba_from_planes(&[0.5, 2.0], 2, 1).unwrap(), vec![128, 128, 128, 255, 255, 255, 255, 255]);
         assert!(planes_from_rgba(&rgba, 3, 1, 3).is_err());
         assert!(planes_from_rgba(&rgba, 2, 1, 2).is_err());
-        assert!(rgba_from_planes(&planes[..4], 2, 1).is_err());
     }
 
     #[test]

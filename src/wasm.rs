@@ -48,6 +48,13 @@ pub fn mnist_from_rgba(rgba: &[u8], w: usize, h: usize) -> Result<Vec<f32>, JsEr
     crate::image::mnist_from_rgba(rgba, w, h).map_err(js_error)
 }
 
+/// RGBA bytes (canvas ImageData, `w` x `h`) as a model input of `channels` planes in [0,1]:
+/// grey (colour averaged) for 1, R, G, B for 3.
+#[wasm_bindgen(js_name = planesFromRgba)]
+pub fn planes_from_rgba(rgba: &[u8], w: usize, h: usize, channels: usize) -> Result<Vec<f32>, JsError> {
+    crate::image::planes_from_rgba(rgba, w, h, channels).map_err(js_error)
+}
+
 /// The tables' target for test digit `index` of class `label` (as `blindspot table1` picks it).
 /// The roofline's peak kernel (`bench::simd_peak`): returns its checksum; the page times it.
 #[wasm_bindgen(js_name = simdPeak)]

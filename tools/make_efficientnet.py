@@ -21,6 +21,8 @@ Writes:
 - models/data/imagenet-classes.json: short names and full WordNet synonyms, index order.
 - models/data/photos/*.jpg and photos.json: the sample photos with label, source and license.
 - models/efficientnet-lite0.json: the measurements the model card quotes.
+- models/imagenet.json: the page's manifest for ImageNet models (file, size, sha256, input,
+  labels, photos, attack defaults).
 - tests/fixtures/imagenet/: foolbox's Dalmatian as a PNG and onnxruntime's logits for it.
 
 Deterministic: the same wheels give byte-identical files.
@@ -341,6 +343,24 @@ def main():
         os.path.join(MODELS, "efficientnet-lite0.json"): (json.dumps({
             "parameters": int(params), "variants": report}, indent=1) + "\n").encode(),
     }
+    model_bytes = files[os.path.join(MODELS, "efficientnet-lite0.onnx")]
+    files[os.path.join(MODELS, "imagenet.json")] = (json.dumps({"models": [{
+        "id": "efficientnet-lite0",
+        "name": "EfficientNet-Lite0 (ImageNet)",
+        "file": "efficientnet-lite0.onnx",
+        "card": "efficientnet-lite0.md",
+        "bytes": len(model_bytes),
+        "sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "input": {"name": "input", "shape": [1, 3, SIZE, SIZE]},
+        "output": "logits",
+        "labels": "data/imagenet-classes.json",
+        "photos": "data/photos/photos.json",
+        "params": int(params),
+        "top1": f"{report['float16']['top1']}/{report['float16']['labelled']}",
+        "top5": f"{report['float16']['top5']}/{report['float16']['labelled']}",
+        # the page's defaults for this model: 224x224x3 inputs make each gradient ~0.3 s in wasm
+        "attack": {"max_iterations": 20, "c_steps": 2, "epsilon": 0.01, "pgd_steps": 20},
+    }]}, indent=1) + "\n").encode()
     files.update({os.path.join(PHOTOS, f): data for f, data, _, _, _ in pics})
     files.update(fixture(shipped, pics))
     changed = []

@@ -1,6 +1,6 @@
 // The page: model picker, test-digit gallery, classification with probability bars.
 import { fetchBytes, fetchJson, inlined } from './assets.js';
-import { imageSize } from './imagesize.js';
+import { decodeImage } from './imagesize.js';
 import { LabWorker } from './client.js';
 import { parseDigitPack } from './digits.js';
 import { drawCurve, drawDifference, drawGrey, drawHeatmap, drawUnit } from './draw.js';
@@ -10,8 +10,6 @@ const PAGE = 60;
 const lab = new LabWorker();
 /** The largest model file the page reads: tract holds it about three times over while loading. */
 const MODEL_LIMIT = 200e6;
-/** The largest image the page decodes (a 12-megapixel phone photo is well inside). */
-const IMAGE_LIMIT = 64e6;
 // A panic in the wasm kills the worker; the LabWorker starts a fresh one (see client.js). A
 // model that was working is loaded into it again; one whose loading crashed is not retried.
 lab.onCrash = (message, restarted) => {
@@ -519,18 +517,8 @@ async function openModelFile(file) {
 /** A photo, scan or screenshot of a digit (picked, pasted or dropped) made into an MNIST-style digit. */
 async function openImage(blob) {
   if (!blob) return;
-  const name = blob.name ? `"${blob.name}"` : 'the pasted data';
   try {
-    if (!blob.type.startsWith('image/')) throw new Error(`${name} is not an image (${blob.type || 'unknown type'}); pick a PNG, JPEG, GIF or WebP`);
-    // the header says how big it is; the JPEG frame header may sit after large metadata
-    const size = imageSize(new Uint8Array(await blob.slice(0, 256 * 1024).arrayBuffer()));
-    if (size && size.width * size.height > IMAGE_LIMIT) {
-      throw new Error(`${name} is ${size.width} x ${size.height} pixels, more than blindspot decodes `
-        + `(${IMAGE_LIMIT / 1e6} megapixels); shrink or crop it first`);
-    }
-    const bitmap = await createImageBitmap(blob).catch(() => {
-      throw new Error(`${name} could not be read as an image (is the file broken?)`);
-    });
+    const bitmap = await decodeImage(blob);
     // the core works on at most 280 px a side: plenty for a 20-pixel digit
     const scale = Math.min(1, 280 / Math.max(bitmap.width, bitmap.height));
     const width = Math.max(1, Math.round(bitmap.width * scale));

@@ -154,6 +154,11 @@ export class LabWorker {
     return this.call('mnistLike', { pixels, width, height });
   }
 
+  /** RGBA bytes (ImageData, width x height) as a model input of `channels` planes (1 grey, 3 RGB). */
+  planes(rgba, width, height, channels) {
+    return this.call('planes', { rgba, width, height, channels });
+  }
+
   /** An RGBA image (ImageData bytes) of a digit as a 28x28 MNIST-style digit; rejects blank images. */
   mnistFromRgba(rgba, width, height) {
     return this.call('mnistFromRgba', { rgba, width, height });

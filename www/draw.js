@@ -18,11 +18,28 @@ export function drawUnit(canvas, pixels, w, h) {
   drawGrey(canvas, Uint8ClampedArray.from(pixels, (v) => Math.round(v * 255)), w, h);
 }
 
-/** Draws (adversarial - original) magnified `gain` times around mid-grey, as the paper's Figure 5. */
+/** Draws a model input in [0,1]: one grey plane, or R, G and B planes (channels first). */
+export function drawPlanes(canvas, planes, w, h) {
+  const n = w * h;
+  if (planes.length === n) return drawUnit(canvas, planes, w, h);
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext('2d');
+  const image = ctx.createImageData(w, h);
+  for (let i = 0; i < n; i++) {
+    image.data[i * 4] = Math.round(planes[i] * 255);
+    image.data[i * 4 + 1] = Math.round(planes[n + i] * 255);
+    image.data[i * 4 + 2] = Math.round(planes[2 * n + i] * 255);
+    image.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
+/** Draws (adversarial - original) magnified `gain` times around mid-grey, as the paper's Figure 5
+ * (grey or colour, as the input is). */
 export function drawDifference(canvas, original, adversarial, w, h, gain = 10) {
-  const bytes = new Uint8ClampedArray(w * h);
-  for (let i = 0; i < w * h; i++) bytes[i] = Math.round(128 + gain * 255 * (adversarial[i] - original[i]));
-  drawGrey(canvas, bytes, w, h);
+  const difference = Float32Array.from(original, (v, i) => 128 / 255 + gain * (adversarial[i] - v));
+  drawPlanes(canvas, difference.map((v) => Math.min(1, Math.max(0, v))), w, h);
 }
 
 /** A small line plot of `values` (e.g. distortion per iteration), scaled to the canvas. */

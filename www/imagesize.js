@@ -37,3 +37,24 @@ export function imageSize(bytes) {
   }
   return null;
 }
+
+/** Images larger than this many pixels are refused before decoding (a 12-megapixel phone photo is well inside). */
+export const IMAGE_LIMIT = 64e6;
+
+/**
+ * Decodes an image file or pasted blob into an ImageBitmap, with a readable error for what is
+ * not an image, what is too big to decode (read from its header first) and what is broken.
+ */
+export async function decodeImage(blob) {
+  const name = blob.name ? `"${blob.name}"` : 'the pasted data';
+  if (!blob.type.startsWith('image/')) throw new Error(`${name} is not an image (${blob.type || 'unknown type'}); pick a PNG, JPEG, GIF or WebP`);
+  // the header says how big it is; the JPEG frame header may sit after large metadata
+  const size = imageSize(new Uint8Array(await blob.slice(0, 256 * 1024).arrayBuffer()));
+  if (size && size.width * size.height > IMAGE_LIMIT) {
+    throw new Error(`${name} is ${size.width} x ${size.height} pixels, more than blindspot decodes `
+      + `(${IMAGE_LIMIT / 1e6} megapixels); shrink or crop it first`);
+  }
+  return createImageBitmap(blob).catch(() => {
+    throw new Error(`${name} could not be read as an image (is the file broken?)`);
+  });
+}

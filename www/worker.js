@@ -1,6 +1,7 @@
 // The module worker that owns the wasm: loads models and classifies, one message at a time.
 import init, {
-  Model, amplified, lastPanic, mnistFromRgba, mnistLike, paperNoise, paperTarget, randomDirection, unitDirection,
+  Model, amplified, lastPanic, mnistFromRgba, mnistLike, paperNoise, paperTarget, planesFromRgba, randomDirection,
+  unitDirection,
 } from '../pkg/blindspot.js';
 
 // Served, the glue fetches pkg/blindspot_bg.wasm itself. Started by the single-file build's page
@@ -228,6 +229,10 @@ const ops = {
   /** An RGBA image of a digit (photo, scan, screenshot) as an MNIST-style digit. */
   mnistFromRgba({ rgba, width, height }) {
     return Array.from(mnistFromRgba(rgba, width, height));
+  },
+  /** An RGBA image (a photo drawn at the model's size) as the model's input planes. */
+  planes({ rgba, width, height, channels }) {
+    return planesFromRgba(rgba, width, height, channels);
   },
   /** The tables' seeded targets for digits `indices` with `labels` (as `blindspot table1`). */
   paperTargets({ labels, indices, seed = 2013, classes = 10 }) {

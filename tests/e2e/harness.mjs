@@ -22,7 +22,9 @@ function startChromium(options = {}, { webgpu = false } = {}) {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', ...gpu, '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // a synthetic camera, granted without a prompt (the photo section's camera button)
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
     viewport: { width: 1280, height: 900 },
   });
 }

@@ -1,0 +1,385 @@
+// The paper's Figure 5 on natural images: an ImageNet classifier fetched only when picked (with
+// a download bar, kept in the Cache API for the next visit), sample photos and the user's own
+// (upload, paste, drop, camera; resized and centre-cropped to the model's input, all local), a
+// searchable picker over the 1,000 classes, and the attack: original | difference x10 |
+// adversarial with top-5 bars for both. Its own worker, so the digit lab is never blocked.
+import { assetUrl, fetchJson, inlined } from './assets.js';
+import { LabWorker } from './client.js';
+import { drawCurve, drawDifference, drawPlanes } from './draw.js';
+import { decodeImage } from './imagesize.js';
+
+const $ = (id) => document.getElementById(id);
+const CACHE = 'blindspot/models'; // not 'blindspot-…': sw.js deletes those when it updates
+const OSTRICH = 9; // the paper's target in Figure 5
+
+const photos = {
+  model: null, labels: [], list: [], lab: null, bytes: null, loading: null,
+  pixels: null, original: null, result: null, running: false, name: '',
+};
+
+const size = () => photos.model.input.shape[3];
+const key = () => photos.model.id;
+const percent = (p) => (p < 0.001 ? '<0.1%' : `${(p * 100).toFixed(1)}%`);
+
+function status(text) {
+  $('photos-status').textContent = text;
+}
+
+/** The model file's URL, versioned by its hash so the cache never serves a stale model. */
+function modelUrl(model) {
+  return `${assetUrl(`models/${model.file}`)}?v=${model.sha256.slice(0, 16)}`;
+}
+
+async function openCache() {
+  if (inlined || !globalThis.caches) return null;
+  return caches.open(CACHE).catch(() => null); // e.g. storage blocked: download every visit
+}
+
+/**
+ * The model's bytes: from the cache when an earlier visit kept them, else downloaded with
+ * `onProgress(fraction)` and kept (older versions of the same file are dropped).
+ */
+async function download(model, onProgress) {
+  const url = modelUrl(model);
+  const cache = await openCache();
+  const hit = await cache?.match(url);
+  if (hit) return { bytes: await hit.arrayBuffer(), cached: true };
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${model.file}: ${response.status} ${response.statusText || ''}`.trim());
+  // the manifest's size, not Content-Length: a server that compresses sends fewer bytes
+  const reader = response.body.getReader();
+  const bytes = new Uint8Array(model.bytes);
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (received + value.length > bytes.length) throw new Error(`${model.file} is larger than the ${model.bytes} bytes expected`);
+    bytes.set(value, received);
+    received += value.length;
+    onProgress(received / model.bytes);
+  }
+  if (received !== model.bytes) throw new Error(`${model.file}: the download stopped at ${received} of ${model.bytes} bytes`);
+  if (globalThis.crypto?.subtle) {
+    const hash = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    if (hash !== model.sha256) throw new Error(`${model.file} arrived damaged (its SHA-256 differs); try again`);
+  }
+  if (cache) {
+    for (const old of await cache.keys()) if (old.url.split('?')[0] === url.split('?')[0] && old.url !== url) await cache.delete(old);
+    await cache.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => {});
+  }
+  return { bytes: bytes.buffer, cached: false };
+}
+
+/** Fetches (or takes from the cache) and loads the model, then shows the photos. */
+function loadModel() {
+  photos.loading ??= (async () => {
+    const model = photos.model;
+    const bar = $('photos-download');
+    $('photos-load').disabled = true;
+    bar.hidden = false;
+    bar.value = 0;
+    status(`downloading ${model.name} (${(model.bytes / 1e6).toFixed(1)} MB)…`);
+    const started = performance.now();
+    const { bytes, cached } = await download(model, (f) => {
+      bar.value = f;
+      status(`downloading ${model.name}: ${(f * model.bytes / 1e6).toFixed(1)} of ${(model.bytes / 1e6).toFixed(1)} MB`);
+    });
+    bar.value = 1;
+    status(cached ? 'loading the model from this browser\'s cache…' : 'loading the model…');
+    const [labels, list] = await Promise.all([fetchJson(`models/${model.labels}`), fetchJson(`models/${model.photos}`)]);
+    photos.labels = labels.names;
+    photos.list = list.photos;
+    photos.bytes = bytes;
+    photos.lab = new LabWorker();
+    await reload();
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    status(`${model.name} ready (${cached ? 'from the cache' : 'downloaded'}, ${seconds} s)`);
+    $('photos-section').dataset.cached = String(cached);
+    $('photos-load').hidden = true;
+    bar.hidden = true;
+    $('photos-body').hidden = false;
+    fillClasses();
+    showGallery();
+  })().catch((e) => {
+    photos.loading = null;
+    $('photos-load').disabled = false;
+    $('photos-download').hidden = true;
+    status(`${photos.model.name} could not be loaded: ${e.message}`);
+    $('photos-section').dataset.error = e.message;
+    throw e;
+  });
+  return photos.loading;
+}
+
+/** Loads the model into the section's worker (again after a cancel replaced the worker). */
+async function reload() {
+  if (photos.lab.loaded.has(key())) return;
+  await photos.lab.load(key(), photos.bytes.slice(0), photos.model.input.shape);
+}
+
+/** The searchable class picker: a datalist of "index: name" over the 1,000 classes. */
+function fillClasses() {
+  $('photo-classes').replaceChildren(...photos.labels.map((name, i) => new Option(`${i}: ${name}`)));
+  if (!$('photo-target').value) $('photo-target').value = `${OSTRICH}: ${photos.labels[OSTRICH]}`;
+}
+
+/** The class the picker names ("9: ostrich", "9" or "ostrich"), or null with a message. */
+function chosenTarget() {
+  const text = $('photo-target').value.trim();
+  const number = /^(\d+)\s*(:|$)/.exec(text);
+  const index = number ? Number(number[1]) : photos.labels.findIndex((n) => n.toLowerCase() === text.toLowerCase());
+  return index >= 0 && index < photos.labels.length ? index : null;
+}
+
+function showGallery() {
+  const buttons = photos.list.map((p, i) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'photo-thumb';
+    const label = p.label === null ? 'no ImageNet label' : photos.labels[p.label];
+    b.setAttribute('aria-label', `photo ${i + 1}: ${label}`);
+    b.title = `${label} (${p.source})`;
+    b.dataset.file = p.file;
+    const img = document.createElement('img');
+    img.src = assetUrl(`models/data/photos/${p.file}`);
+    img.alt = '';
+    img.loading = 'lazy';
+    img.width = img.height = 64;
+    b.append(img);
+    b.addEventListener('click', () => pickPhoto(p));
+    return b;
+  });
+  $('photo-gallery').replaceChildren(...buttons);
+  const wanted = new URLSearchParams(location.search).get('photo');
+  pickPhoto(photos.list.find((p) => p.file === wanted) ?? photos.list.find((p) => p.file === 'imagenet_16_251.jpg') ?? photos.list[0]);
+}
+
+async function pickPhoto(photo) {
+  for (const b of $('photo-gallery').children) b.setAttribute('aria-pressed', String(b.dataset.file === photo.file));
+  const response = await fetch(assetUrl(`models/data/photos/${photo.file}`));
+  const bitmap = await createImageBitmap(await response.blob());
+  photos.name = photo.file;
+  await usePicture(bitmap, bitmap.width, bitmap.height, photo.label === null ? 'a sample photo' : `a sample photo of ${photos.labels[photo.label]}`);
+  bitmap.close();
+}
+
+/**
+ * Resizes the picture (shortest side to the model's size, smoothed) and crops its centre square,
+ * then classifies it. `source` is anything a canvas draws: a bitmap or a video frame.
+ */
+async function usePicture(source, width, height, what) {
+  const n = size();
+  const canvas = document.createElement('canvas');
+  Object.assign(canvas, { width: n, height: n });
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const scale = n / Math.min(width, height);
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(source, (n - width * scale) / 2, (n - height * scale) / 2, width * scale, height * scale);
+  const rgba = new Uint8Array(ctx.getImageData(0, 0, n, n).data.buffer);
+  photos.pixels = Float32Array.from(await photos.lab.planes(rgba, n, n, 3));
+  photos.result = null;
+  $('photo-result').hidden = true;
+  drawPlanes($('photo-original'), photos.pixels, n, n);
+  $('photo-what').textContent = what;
+  await classifyOriginal();
+}
+
+async function classifyOriginal() {
+  await reload();
+  const c = await photos.lab.classify(key(), photos.pixels);
+  photos.original = c;
+  $('photo-orig-label').textContent = photos.labels[c.label];
+  renderTop5($('photo-orig-bars'), c.probabilities);
+  $('photos-section').dataset.label = String(c.label);
+  $('photos-section').dataset.top5 = top5(c.probabilities).join(',');
+}
+
+function top5(probabilities) {
+  return [...probabilities.keys()].sort((a, b) => probabilities[b] - probabilities[a]).slice(0, 5);
+}
+
+function renderTop5(list, probabilities, target = null) {
+  list.replaceChildren(...top5(probabilities).map((i, rank) => {
+    const li = document.createElement('li');
+    li.className = (rank === 0 ? 'top ' : '') + (i === target ? 'target' : '');
+    li.innerHTML = '<span class="name"></span><span class="track"><span class="fill"></span></span><span class="value"></span>';
+    li.querySelector('.name').textContent = photos.labels[i];
+    li.querySelector('.fill').style.width = `${(probabilities[i] * 100).toFixed(2)}%`;
+    li.querySelector('.value').textContent = percent(probabilities[i]);
+    li.title = `${i}: ${photos.labels[i]}, ${(probabilities[i] * 100).toFixed(4)}%`;
+    return li;
+  }));
+}
+
+/** Opens the user's photo (picked, pasted or dropped). */
+async function openPhoto(blob) {
+  if (!blob) return;
+  try {
+    await loadModel();
+    const bitmap = await decodeImage(blob);
+    photos.name = blob.name || 'pasted';
+    await usePicture(bitmap, bitmap.width, bitmap.height, blob.name ? `your photo "${blob.name}"` : 'your pasted image');
+    bitmap.close();
+    $('photo-error').textContent = '';
+  } catch (e) {
+    $('photo-error').textContent = `That image could not be used: ${e.message}`;
+  }
+}
+
+/** The camera: a live preview, and a button that takes the frame. */
+async function openCamera() {
+  $('photo-error').textContent = '';
+  if (!navigator.mediaDevices?.getUserMedia) {
+    $('photo-error').textContent = 'This browser gives no camera to the page here (it needs https or localhost); use "Choose a photo" instead, which on a phone can take one.';
+    return;
+  }
+  try {
+    await loadModel();
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
+    const video = $('camera-video');
+    video.srcObject = stream;
+    await video.play();
+    $('camera-box').hidden = false;
+    $('camera-snap').focus();
+  } catch (e) {
+    $('photo-error').textContent = `The camera could not be opened: ${e.message}`;
+  }
+}
+
+function closeCamera() {
+  const video = $('camera-video');
+  for (const track of video.srcObject?.getTracks() ?? []) track.stop();
+  video.srcObject = null;
+  $('camera-box').hidden = true;
+}
+
+async function snap() {
+  const video = $('camera-video');
+  photos.name = 'camera';
+  await usePicture(video, video.videoWidth, video.videoHeight, 'your camera\'s picture');
+  closeCamera();
+}
+
+async function runAttack() {
+  if (photos.running || !photos.pixels) return;
+  const untargeted = $('photo-untargeted').checked;
+  const target = untargeted ? null : chosenTarget();
+  if (!untargeted && target === null) {
+    $('photo-error').textContent = `"${$('photo-target').value}" is not one of the 1,000 classes: type part of a name and pick from the list`;
+    $('photo-target').focus();
+    return;
+  }
+  $('photo-error').textContent = '';
+  const method = $('photo-method').value;
+  const n = size();
+  photos.running = true;
+  $('photo-attack').disabled = true;
+  $('photo-cancel').hidden = false;
+  const section = $('photos-section');
+  delete section.dataset.distortion;
+  const started = performance.now();
+  photos.firstProgress = null;
+  const curve = [];
+  let last = null;
+  const line = () => {
+    const t = ((performance.now() - started) / 1000).toFixed(1);
+    $('photo-attack-status').textContent = last
+      ? `${t} s · c = ${last.c.toPrecision(3)} · iteration ${last.iteration} · loss ${last.loss.toPrecision(4)} · distortion ${last.distortion.toFixed(5)}`
+      : `${t} s · computing the first gradient (224×224×3 inputs: about a third of a second each)…`;
+  };
+  line();
+  const ticker = setInterval(line, 100);
+  try {
+    await reload();
+    const pixels = photos.pixels;
+    const result = method === 'lbfgs'
+      ? await photos.lab.attack(key(), pixels, target, { maxIterations: int('photo-iterations'), cSteps: int('photo-c-steps') }, (p) => {
+        last = p;
+        photos.firstProgress ??= (performance.now() - started) / 1000;
+        curve.push(p.distortion);
+        drawCurve($('photo-curve'), curve);
+        line();
+      })
+      : await photos.lab.baseline(key(), pixels, target, { epsilon: Number($('photo-epsilon').value), steps: method === 'pgd' ? int('photo-pgd-steps') : 0 });
+    photos.result = result;
+    drawPlanes($('photo-adv'), result.adversarial, n, n);
+    drawDifference($('photo-diff'), photos.pixels, result.adversarial, n, n, 10);
+    $('photo-adv-label').textContent = photos.labels[result.label];
+    renderTop5($('photo-adv-bars'), result.probabilities, target);
+    const seconds = (performance.now() - started) / 1000;
+    const goal = target === null ? 'any other class' : `"${photos.labels[target]}"`;
+    $('photo-numbers').innerHTML = '';
+    const rows = [
+      ['result', result.success ? `reached ${goal}` : `did not reach ${goal}`],
+      ['distortion', result.distortion.toFixed(5)], ['L2', result.l2.toFixed(3)], ['L-infinity', result.linf.toFixed(4)],
+      ['iterations', String(result.iterations)], ['gradients', String(result.gradientEvaluations)],
+      ['time', `${seconds.toFixed(1)} s`], ...(result.c ? [['c', result.c.toPrecision(3)]] : []),
+    ];
+    for (const [k, v] of rows) $('photo-numbers').append(Object.assign(document.createElement('dt'), { textContent: k }), Object.assign(document.createElement('dd'), { textContent: v }));
+    $('photo-result').hidden = false;
+    Object.assign(section.dataset, {
+      advLabel: String(result.label), success: String(result.success), distortion: String(result.distortion),
+      linf: String(result.linf), seconds: seconds.toFixed(2), firstProgress: photos.firstProgress === null ? '' : photos.firstProgress.toFixed(2),
+    });
+    $('photo-attack-status').textContent = `done in ${seconds.toFixed(1)} s`;
+  } catch (e) {
+    $('photo-attack-status').textContent = e.message === 'cancelled' ? 'cancelled' : `the attack failed: ${e.message}`;
+  } finally {
+    clearInterval(ticker);
+    photos.running = false;
+    $('photo-attack').disabled = false;
+    $('photo-cancel').hidden = true;
+  }
+}
+
+const int = (id) => Math.max(Number($(id).min || 0), Math.floor(Number($(id).value) || 0));
+
+async function main() {
+  const section = $('photos-section');
+  if (!section) return;
+  try {
+    photos.model = (await fetchJson('models/imagenet.json')).models[0];
+  } catch (e) {
+    status(inlined ? 'The ImageNet model is not part of the single-file build; open the hosted site for it.' : `The ImageNet models could not be listed: ${e.message}`);
+    $('photos-load').disabled = true;
+    return;
+  }
+  const { attack } = photos.model;
+  $('photos-load').textContent = `Load ${photos.model.name} (${(photos.model.bytes / 1e6).toFixed(1)} MB)`;
+  $('photos-card').href = assetUrl(`models/${photos.model.card}`);
+  $('photo-iterations').value = attack.max_iterations;
+  $('photo-c-steps').value = attack.c_steps;
+  $('photo-epsilon').value = attack.epsilon;
+  $('photo-pgd-steps').value = attack.pgd_steps;
+  $('photos-load').addEventListener('click', () => loadModel().catch(() => {}));
+  $('photo-file').addEventListener('change', (e) => openPhoto(e.target.files[0]));
+  $('photo-camera').addEventListener('click', openCamera);
+  $('camera-snap').addEventListener('click', snap);
+  $('camera-close').addEventListener('click', closeCamera);
+  $('photo-attack').addEventListener('click', runAttack);
+  $('photo-cancel').addEventListener('click', () => photos.lab.cancel());
+  $('photo-untargeted').addEventListener('change', (e) => { $('photo-target').disabled = e.target.checked; });
+  $('photo-target').addEventListener('keydown', (e) => { if (e.key === 'Enter') runAttack(); });
+  // a photo pasted or dropped on this section is a photo, not a digit for the lab above
+  section.addEventListener('paste', (e) => {
+    const item = [...(e.clipboardData?.items ?? [])].find((i) => i.kind === 'file');
+    if (!item || e.target.closest?.('input[type=search], input[type=text]')) return;
+    e.preventDefault();
+    e.stopPropagation();
+    openPhoto(item.getAsFile());
+  });
+  section.addEventListener('dragover', (e) => { e.preventDefault(); e.stopPropagation(); });
+  section.addEventListener('drop', (e) => {
+    e.preventDefault();
+    e.stopPropagation();
+    openPhoto(e.dataTransfer?.files?.[0]);
+  });
+  // asked for by the URL: load it now; kept from an earlier visit: say so on the button
+  if (new URLSearchParams(location.search).has('photo')) loadModel().catch(() => {});
+  else if (await (await openCache())?.match(modelUrl(photos.model))) {
+    $('photos-load').textContent = `Load ${photos.model.name} (kept in this browser)`;
+  }
+}
+
+main();
