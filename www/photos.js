@@ -338,10 +338,15 @@ const int = (id) => Math.max(Number($(id).min || 0), Math.floor(Number($(id).val
 async function main() {
   const section = $('photos-section');
   if (!section) return;
+  if (inlined) {
+    status('The ImageNet model (9.3 MB) is not part of the single-file build: open the hosted site for it.');
+    $('photos-load').disabled = true;
+    return;
+  }
   try {
     photos.model = (await fetchJson('models/imagenet.json')).models[0];
   } catch (e) {
-    status(inlined ? 'The ImageNet model is not part of the single-file build; open the hosted site for it.' : `The ImageNet models could not be listed: ${e.message}`);
+    status(`The ImageNet models could not be listed: ${e.message}`);
     $('photos-load').disabled = true;
     return;
   }
