@@ -37,6 +37,9 @@ export function serve(root, port = 0, { prefix = '/' } = {}) {
       res.writeHead(200, {
         'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
         'Cache-Control': 'no-cache',
+        // A post on another site may load www/embed.js: module scripts are fetched with CORS.
+        // Harmless for a static site (docs/embedding.md says which hosts send it).
+        'Access-Control-Allow-Origin': '*',
       });
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch (e) {

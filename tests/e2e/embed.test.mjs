@@ -1,7 +1,10 @@
 // Embedding: the <blindspot-demo> element in a blog post, and the ?embed=1 iframe mode.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { launch, openPage, screenshot } from './harness.mjs';
+import { ROOT, SHOTS, launch, openPage, screenshot } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -93,4 +96,62 @@ test('?embed=1 on its own: the lab without chrome, working, its height posted to
   }, `${browser.base}?embed=1&model=fc10-1&digit=1`);
   assert.ok(heights.length > 0 && heights[0] > 300, `heights posted: ${heights}`);
   assert.deepEqual(page.problems, []);
+});
+
+test('a post on another site (another origin) loads embed.js from blindspot\'s: both demos render and classify', async () => {
+  // the module script is fetched with CORS: the site must send Access-Control-Allow-Origin
+  const head = await fetch(`${browser.base}www/embed.js`);
+  assert.equal(head.headers.get('access-control-allow-origin'), '*');
+  // the example post, served from a second origin (another port), its script from the first
+  const blog = readFileSync(join(ROOT, 'www/blog.html'), 'utf8')
+    .replace('<script type="module" src="embed.js">', `<script type="module" src="${browser.base}www/embed.js">`)
+    .replace('href="favicon.svg"', `href="${browser.base}www/favicon.svg"`);
+  assert.ok(blog.includes(`src="${browser.base}www/embed.js"`));
+  const other = createServer((req, res) => {
+    res.writeHead(req.url === '/post.html' ? 200 : 404, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(req.url === '/post.html' ? blog : 'not found');
+  });
+  await new Promise((ok) => other.listen(0, '127.0.0.1', ok));
+  const postUrl = `http://127.0.0.1:${other.address().port}/post.html`;
+  try {
+    const page = await openPage(browser.context, postUrl);
+    assert.notEqual(new URL(postUrl).origin, new URL(browser.base).origin, 'two origins');
+    await page.waitForFunction(() => customElements.get('blindspot-demo') !== undefined, null, { timeout: 30_000 });
+    // the frames are the lab on blindspot's origin, resolved from embed.js's own address
+    const src = await page.$eval('#demo-lbfgs', (e) => e.shadowRoot.querySelector('iframe').src);
+    assert.equal(new URL(src).origin, new URL(browser.base).origin, src);
+    assert.equal(new URL(src).pathname, '/index.html');
+    const first = page.frameLocator('#demo-lbfgs iframe');
+    const result = first.locator('#attack-result[data-label]:not([hidden])');
+    await result.waitFor({ timeout: 90_000 });
+    assert.equal(await first.locator('#prediction').getAttribute('data-label'), '7');
+    assert.equal(await result.getAttribute('data-success'), 'true');
+    assert.equal(await result.getAttribute('data-label'), '3');
+    // the height messages cross the origins too: the frame fits its content
+    await page.waitForFunction(() => {
+      const h = document.querySelector('#demo-lbfgs').shadowRoot.querySelector('iframe').getBoundingClientRect().height;
+      return h > 700;
+    }, null, { timeout: 10_000 });
+    await page.locator('#demo-fgsm').scrollIntoViewIfNeeded();
+    const second = page.frameLocator('#demo-fgsm iframe');
+    await second.locator('#prediction[data-label]').waitFor({ timeout: 60_000 });
+    assert.equal(await second.locator('#model').inputValue(), 'fc10-1e-4');
+    assert.equal(await second.locator('#prediction').getAttribute('data-label'), '4');
+    await second.locator('#run-attack').click();
+    const fgsm = second.locator('#attack-result[data-label]:not([hidden])');
+    await fgsm.waitFor({ timeout: 60_000 });
+    assert.notEqual(await fgsm.getAttribute('data-label'), '4');
+    // (a full-page screenshot leaves out-of-process frames outside the viewport blank: one each)
+    await page.locator('#demo-fgsm').screenshot({ path: join(SHOTS, 'blog-cross-origin-fgsm.png') });
+    await page.locator('#demo-lbfgs').scrollIntoViewIfNeeded();
+    await page.locator('#demo-lbfgs').screenshot({ path: join(SHOTS, 'blog-cross-origin-lbfgs.png') });
+    await page.setViewportSize({ width: 375, height: 800 });
+    await page.waitForTimeout(500);
+    await page.locator('#demo-lbfgs').screenshot({ path: join(SHOTS, 'blog-cross-origin-phone.png') });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+    assert.ok(overflow <= 0, `the post scrolls sideways by ${overflow}px at phone width`);
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await new Promise((ok) => { other.close(ok); other.closeAllConnections(); });
+  }
 });
