@@ -2,7 +2,8 @@
 // Network first, so an updated site is never served stale while online; the cache answers only
 // when the network fails. Installing pre-caches everything a first visit needs (the page, its
 // modules found by following their imports, the wasm, the model list, the default model and the
-// digits); any other same-origin GET that succeeds (another model) is cached as it is fetched.
+// digits); any other same-origin GET that succeeds (another model) is cached as it is fetched,
+// and the page's "Save for offline use" button asks for every model at once (saveAll below).
 // Every URL is relative to this file, so the site works from any sub-path of a static host.
 
 const CACHE = 'blindspot-v1';
@@ -73,6 +74,49 @@ self.addEventListener('activate', (event) => {
     for (const key of await caches.keys()) if (key.startsWith('blindspot-') && key !== CACHE) await caches.delete(key);
     await self.clients.claim();
   })());
+});
+
+/**
+ * "Save for offline use" (www/saveoffline.js): every model of models/models.json (not those marked
+ * "optional", big downloads with a cache of their own) and the 1,000 test digits, fetched now and
+ * put in this cache, so every panel works offline, not only the default model. Progress goes back
+ * on the message's port: { done, total, bytes, file } per file, then { finished } or { error }.
+ */
+async function saveAll(port) {
+  const cache = await caches.open(CACHE);
+  const say = (message) => port?.postMessage(message);
+  try {
+    const list = new URL('models/models.json', SCOPE).href;
+    const manifest = await fetch(list, { cache: 'no-cache' });
+    if (!manifest.ok) throw new Error(`models/models.json: ${manifest.status}`);
+    await cache.put(list, manifest.clone());
+    const { models = [] } = await manifest.json();
+    const files = [...models.filter((m) => !m.optional).map((m) => `models/${m.file}`), 'models/data/mnist-test-1k.bin'];
+    let bytes = 0;
+    let done = 0;
+    say({ done, total: files.length, bytes });
+    // two at a time: a steady "n of m" and no burst of requests
+    const queue = [...files];
+    const worker = async () => {
+      for (let file = queue.shift(); file; file = queue.shift()) {
+        const url = new URL(file, SCOPE).href;
+        const response = await fetch(url, { cache: 'no-cache' });
+        if (!response.ok) throw new Error(`${file}: ${response.status}`);
+        const body = await response.arrayBuffer();
+        await cache.put(url, new Response(body, { headers: response.headers }));
+        bytes += body.byteLength;
+        say({ done: ++done, total: files.length, bytes, file });
+      }
+    };
+    await Promise.all([worker(), worker()]);
+    say({ finished: true, done, total: files.length, bytes });
+  } catch (e) {
+    say({ error: e?.message ?? String(e) });
+  }
+}
+
+self.addEventListener('message', (event) => {
+  if (event.data?.op === 'save-offline') event.waitUntil(saveAll(event.ports[0]));
 });
 
 async function fromCache(request) {

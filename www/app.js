@@ -4,6 +4,7 @@ import { decodeImage } from './imagesize.js';
 import { LabWorker } from './client.js';
 import { parseDigitPack } from './digits.js';
 import { drawCurve, drawDifference, drawGrey, drawHeatmap, drawUnit } from './draw.js';
+import './saveoffline.js'; // the footer's "Save for offline use" button
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;

@@ -115,6 +115,84 @@ test('after a first visit the page works with the server gone: classify and FGSM
   await page.close();
 });
 
+test('"Save for offline use" keeps every model and the digits: offline, Try on other models and tour Table 1 work', async () => {
+  const s = await site();
+  const page = await openPage(browser.context, `${s.base}?model=fc100-100-10&digit=0`);
+  await waitReady(page);
+  await page.waitForSelector('html[data-offline="ready"]', { timeout: 60_000 });
+  const { models } = JSON.parse(readFileSync(join(ROOT, 'models/models.json'), 'utf8'));
+  const wanted = [...models.filter((m) => !m.optional).map((m) => `models/${m.file}`), 'models/data/mnist-test-1k.bin'];
+  assert.equal(wanted.length, 11);
+  const cachedPaths = () => page.evaluate(async () => {
+    const keys = [];
+    for (const name of await caches.keys()) {
+      for (const request of await (await caches.open(name)).keys()) keys.push(new URL(request.url).pathname);
+    }
+    return keys;
+  });
+  // a first visit caches the default model only (its weight is bench.test.mjs's budget)
+  assert.ok(!(await cachedPaths()).includes(`${PREFIX}models/ae400-10.onnx`), 'a first visit does not fetch every model');
+  const box = page.locator('.offline-save');
+  await box.scrollIntoViewIfNeeded();
+  assert.equal(await box.getAttribute('data-state'), 'idle');
+  assert.equal(await page.isVisible('#save-offline'), true);
+  assert.match(await page.textContent('#save-offline-status'), /all 10 models and the 1,000 test digits \(5\.5 MB\)/);
+  // every status the control shows, in order
+  await page.evaluate(() => {
+    window.savedStatuses = [];
+    new MutationObserver(() => window.savedStatuses.push(document.querySelector('#save-offline-status').textContent))
+      .observe(document.querySelector('#save-offline-status'), { childList: true, characterData: true, subtree: true });
+  });
+  await page.locator('footer').screenshot({ path: join(ROOT, 'test-results/offline-save-idle.png') });
+  // from the keyboard: focus the button, press Enter
+  await page.focus('#save-offline');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.offline-save[data-state="saved"]', { timeout: 60_000 });
+  const statuses = await page.evaluate(() => window.savedStatuses);
+  const steps = statuses.map((t) => t.match(/^(\d+) of (\d+) files/)).filter(Boolean).map((m) => [Number(m[1]), Number(m[2])]);
+  assert.deepEqual(steps.map(([n]) => n), [...Array(12).keys()], `progress: ${statuses.join(' | ')}`);
+  assert.ok(steps.every(([, m]) => m === 11));
+  assert.match(await page.textContent('#save-offline-status'), /^✓ saved: 11 of 11 files \(5\.5 MB\)/);
+  assert.equal(await page.textContent('#save-offline'), 'Update the offline copy');
+  await screenshot(page, 'offline-saved.png');
+  await page.locator('footer').screenshot({ path: join(ROOT, 'test-results/offline-save-footer.png') });
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.locator('footer').screenshot({ path: join(ROOT, 'test-results/offline-save-phone.png') });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+  assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px at 375px`);
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const cached = await cachedPaths();
+  for (const file of wanted) assert.ok(cached.includes(PREFIX + file), `${file} is cached`);
+
+  await s.stop();
+  await assert.rejects(fetch(s.base), 'the server is really gone');
+  await page.reload();
+  await waitReady(page);
+  // the saved state is read back from the cache
+  await page.waitForSelector('.offline-save[data-state="saved"]', { timeout: 10_000 });
+  await page.click('#run-attack');
+  await page.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
+  await page.click('#try-others');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#transfer tbody tr')];
+    return rows.length === 9 && rows.every((r) => r.dataset.label !== undefined || /failed/.test(r.textContent));
+  }, null, { timeout: 60_000 });
+  const rows = await page.$$eval('#transfer tbody tr', (rs) => rs.map((r) => ({ model: r.dataset.model, label: r.dataset.label, text: r.textContent })));
+  for (const row of rows) assert.ok(row.label !== undefined && Number(row.label) >= 0 && Number(row.label) < 10, `offline, ${row.model}: ${row.text}`);
+  assert.deepEqual(rows.map((r) => r.model).sort(), models.map((m) => m.id).filter((id) => id !== 'fc100-100-10').sort());
+
+  // the paper tour's Table 1 (six models, none opened before) with N = 1
+  await page.locator('#tour').scrollIntoViewIfNeeded();
+  await page.fill('#tour-n', '1');
+  await page.click('#tour-table1-run');
+  await page.waitForSelector('#tour-table1:is([data-state="done"], [data-state="error"])', { timeout: 120_000 });
+  assert.equal(await page.getAttribute('#tour-table1', 'data-state'), 'done', await page.textContent('#tour-table1-status'));
+  assert.equal((await page.$$('#tour-table1 tbody tr')).length, 6);
+  await page.locator('#tour-table1').screenshot({ path: join(ROOT, 'test-results/offline-tour.png') });
+  assert.deepEqual(page.problems.filter((p) => !/Failed to load resource/.test(p)), []);
+  await page.close();
+});
+
 test('the single-file build works from file:// with no server: classify, L-BFGS, another model', async () => {
   const built = await buildSingle();
   const out = join(ROOT, 'dist/blindspot.html');
