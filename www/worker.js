@@ -16,9 +16,9 @@ ready.then((exports) => { self.wasmMemory = exports.memory; }, () => {});
 const models = new Map(); // key -> Model
 const activationSets = new Map(); // `${key}|${tensor}|${set}` -> Activations (Property 1)
 
-// The backend: 'cpu', 'webgpu', or 'auto' (WebGPU when the browser has a hardware adapter and
-// it is measured faster than the CPU for the model: small MNIST nets often run faster in wasm
-// than a GPU round trip takes), set by the page. Each model records the backend it runs on and, when it fell back to the CPU, why.
+// The backend: 'cpu', 'webgpu', or 'auto' (WebGPU when the browser has a hardware adapter, see
+// www/backend.js), set by the page. Each model records the backend it runs on and, when it fell
+// back to the CPU, why.
 let preference = 'cpu';
 const backends = new Map(); // key -> { backend: 'cpu' | 'webgpu', reason }
 let detected; // Promise of { available, adapter, reason }
@@ -50,18 +50,13 @@ function onGpu(work) {
   return result;
 }
 
-/** Puts model `key` on the backend the preference asks for; a GPU failure falls back to the CPU. */
+/** Puts model `key` on the backend the preference asks for (www/backend.js); a GPU failure falls back to the CPU. */
 async function applyBackend(key) {
   const model = loaded(key);
-  const gpu = preference === 'cpu' ? null : await detectGpu();
-  if (!gpu?.available) {
+  const choice = chooseBackend(preference, preference === 'cpu' ? null : await detectGpu());
+  if (choice.backend === 'cpu') {
     model.useCpu();
-    backends.set(key, { backend: 'cpu', reason: gpu ? `WebGPU unavailable: ${gpu.reason}` : 'CPU chosen' });
-    return;
-  }
-  if (preference === 'auto' && gpu.fallbackAdapter) {
-    model.useCpu();
-    backends.set(key, { backend: 'cpu', reason: `automatic: ${gpu.adapter} is a software WebGPU adapter (the GPU emulated on the CPU), slower than the CPU path; pick WebGPU to use it anyway` });
+    backends.set(key, choice);
     return;
   }
   try {
@@ -70,33 +65,7 @@ async function applyBackend(key) {
     fallBack(key, e);
     return;
   }
-  if (preference === 'auto') {
-    const { cpu, webgpu } = await race(model);
-    if (cpu >= webgpu) {
-      model.useCpu();
-      backends.set(key, { backend: 'cpu', reason: `automatic: the CPU is faster for this model (${Math.round(cpu)} against ${Math.round(webgpu)} gradients/s on WebGPU); pick WebGPU to use it anyway` });
-      return;
-    }
-  }
-  backends.set(key, { backend: 'webgpu', reason: null });
-}
-
-/** Gradients per second of `model` on the CPU and on WebGPU, each timed for about 150 ms. */
-async function race(model) {
-  const pixels = new Float32Array(Array.from(model.inputShape).reduce((a, b) => a * b, 1)).fill(0.5);
-  const time = async (once) => {
-    await once();
-    let n = 0;
-    const start = performance.now();
-    while (performance.now() - start < 150) {
-      await once();
-      n++;
-    }
-    return n / ((performance.now() - start) / 1000);
-  };
-  const cpu = await time(() => model.gradient('ce', pixels, 0).free());
-  const webgpu = await time(() => onGpu(() => model.gradientGpu('ce', pixels, 0)).then((g) => g.free()));
-  return { cpu, webgpu };
+  backends.set(key, choice);
 }
 
 /** Records a GPU failure for model `key` and moves it to the CPU. */
