@@ -3,6 +3,7 @@ import init, {
   Model, amplified, lastPanic, mnistFromRgba, mnistLike, paperNoise, paperTarget, planesFromRgba, randomDirection,
   unitDirection,
 } from '../pkg/blindspot.js';
+import { chooseBackend } from './backend.js';
 
 // Served, the glue fetches pkg/blindspot_bg.wasm itself. Started by the single-file build's page
 // (named 'blindspot-inline', from a Blob URL), it waits for the page's compiled module instead.
