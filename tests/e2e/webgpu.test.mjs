@@ -2,6 +2,7 @@
 // adapter) runs gradients and the L-BFGS attack on the GPU, equal to the CPU path and the native
 // CLI; the switch works; a browser without an adapter falls back to the CPU and says so.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, cli, launch, openPage, pageReady, readNpy, readPack, screenshot, tempDir, writeNpy } from './harness.mjs';
@@ -46,20 +47,25 @@ test('Chromium with --enable-unsafe-webgpu has an adapter, and the lab runs on W
   assert.deepEqual(page.problems, []);
 });
 
-test('GPU gradients equal the CPU path and the native CLI: CNN, FC200-200-10, MobileNet-class', async () => {
+test('GPU gradients equal the CPU path and the native CLI: every shipped model, the MobileNet- and ResNet-class graphs', async () => {
   const page = await openPage(browser.context, browser.base);
   await pageReady(page);
   const pack = readPack('mnist-test-1k.bin');
-  const zoo = readNpy(join(ROOT, 'tests/fixtures/zoo/mobilenet-input.npy'));
+  const shipped = JSON.parse(readFileSync(join(ROOT, 'models/models.json'), 'utf8')).models.map((m) => m.id);
   const jobs = [];
-  for (const model of ['cnn', 'fc200-200-10']) {
-    for (const digit of [0, 1]) {
-      for (const objective of ['ce', 'margin']) {
+  for (const model of shipped) {
+    // two digits and both objectives on two models; one case each on the rest
+    const thorough = ['cnn', 'fc200-200-10'].includes(model);
+    for (const digit of thorough ? [0, 1] : [0]) {
+      for (const objective of thorough ? ['ce', 'margin'] : [digit % 2 ? 'margin' : 'ce']) {
         jobs.push({ model: `models/${model}.onnx`, input: pack.input(digit), shape: [1, 1, 28, 28], target: (pack.labels[digit] + 3) % 10, objective });
       }
     }
   }
-  for (const objective of ['ce', 'margin']) jobs.push({ model: 'tests/fixtures/zoo/mobilenet.onnx', input: zoo.data, shape: zoo.shape, target: 4, objective });
+  for (const graph of ['mobilenet', 'resnet']) {
+    const zoo = readNpy(join(ROOT, `tests/fixtures/zoo/${graph}-input.npy`));
+    for (const objective of ['ce', 'margin']) jobs.push({ model: `tests/fixtures/zoo/${graph}.onnx`, input: zoo.data, shape: zoo.shape, target: 4, objective });
+  }
   const dir = tempDir();
   const worst = { cpu: 0, cli: 0 };
   for (const model of [...new Set(jobs.map((j) => j.model))]) {
