@@ -38,6 +38,28 @@ const state = {
 
 const currentPixels = () => state.drawing ?? state.pack.input(state.digit);
 const currentTruth = () => (state.drawing ? null : state.pack.labels[state.digit]);
+/** The attack result on show belongs to the image on show (the digit may change mid-attack). */
+const resultShown = () => !$('attack-result').hidden && state.lastAttack?.index === state.digit
+  && (state.digit >= 0 || state.lastAttack.pixels === state.drawing);
+
+/**
+ * A drawn or uploaded digit in the URL (image=): its 28x28 pixels as bytes, base64url (1,046
+ * characters). Such a digit is kept as bytes / 255 from the start, so the link gives it back exactly.
+ */
+const asBytes = (pixels) => Float32Array.from(pixels, (v) => Math.min(255, Math.max(0, Math.round(v * 255))) / 255);
+function imageParam(pixels) {
+  let text = '';
+  for (const v of pixels) text += String.fromCharCode(Math.round(v * 255));
+  return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+function pixelsFromParam(value, size) {
+  try {
+    const text = atob(value.replace(/-/g, '+').replace(/_/g, '/'));
+    return text.length === size ? Float32Array.from(text, (c) => c.charCodeAt(0) / 255) : null;
+  } catch {
+    return null;
+  }
+}
 
 function showError(message) {
   $('error').textContent = message;
@@ -92,6 +114,7 @@ function remember({ run = false } = {}) {
   const params = new URLSearchParams(location.search);
   if (!state.model || state.model.local) params.delete('model'); else params.set('model', state.model.id);
   if (state.digit >= 0) params.set('digit', state.digit); else params.delete('digit');
+  if (state.digit < 0 && state.drawing) params.set('image', imageParam(state.drawing)); else params.delete('image');
   params.set('target', state.target ?? 'any');
   params.set('attack', $('method').value);
   for (const [name, id] of SETTINGS) {
@@ -100,7 +123,7 @@ function remember({ run = false } = {}) {
   }
   if ($('heatmap').checked) params.set('heatmap', '1'); else params.delete('heatmap');
   if (state.backendChoice) params.set('backend', state.backendChoice); else params.delete('backend');
-  if (run && state.digit >= 0) params.set('run', '1'); else params.delete('run');
+  if (run && resultShown()) params.set('run', '1'); else params.delete('run');
   history.replaceState(null, '', `?${params}`);
   params.delete('embed');
   $('open-full').href = `?${params}`;
@@ -199,7 +222,8 @@ async function classifyDigit(index) {
     $('digit-caption').textContent = `MNIST test digit #${index}, labelled ${pack.labels[index]}`;
   } else {
     drawUnit($('digit'), state.drawing, pack.cols, pack.rows);
-    $('digit-caption').textContent = `your ${state.drawingKind}, centred and scaled as MNIST digits are`;
+    $('digit-caption').textContent = state.drawingKind === 'link' ? 'a drawn or uploaded digit, from the link'
+      : `your ${state.drawingKind}, centred and scaled as MNIST digits are`;
   }
   for (const b of document.querySelectorAll('.thumb[aria-pressed="true"]')) b.setAttribute('aria-pressed', 'false');
   document.querySelector(`.thumb[data-index="${index}"]`)?.setAttribute('aria-pressed', 'true');
@@ -213,6 +237,12 @@ async function classifyDigit(index) {
     if (state.digit !== index || state.model.id !== key || currentPixels() !== pixels && index < 0) return;
     renderPrediction(result, currentTruth());
   } catch (e) {
+    // a Cancel restarted the worker while this waited behind the attack: ask the fresh one
+    if (e.message === 'cancelled') {
+      await new Promise((resolve) => setTimeout(resolve));
+      if (state.digit === index && state.model.id === key) await classifyDigit(index);
+      return;
+    }
     showError(`classification failed: ${e.message}`);
   }
 }
@@ -513,6 +543,11 @@ async function openModelFile(file) {
   state.models.push({ id, name: `${file.name} (yours)`, file: file.name, localBytes: bytes, local: true });
   $('model').replaceChildren(...state.models.map((m) => new Option(m.name, m.id)));
   await selectModel(id);
+  // the Property 1 and spectral panels offer a model the core could load (units.js, spectral.js);
+  // `bytes` is the page's copy: a listener copies it before handing it to a worker
+  if (state.model?.id === id && await state.ready.then(() => true, () => false)) {
+    window.dispatchEvent(new CustomEvent('blindspot:usermodel', { detail: { id, name: `${file.name} (yours)`, bytes } }));
+  }
 }
 
 /** A photo, scan or screenshot of a digit (picked, pasted or dropped) made into an MNIST-style digit. */
@@ -530,7 +565,7 @@ async function openImage(blob) {
     ctx.drawImage(bitmap, 0, 0, width, height);
     bitmap.close();
     const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
-    state.drawing = Float32Array.from(await lab.mnistFromRgba(rgba, width, height));
+    state.drawing = asBytes(await lab.mnistFromRgba(rgba, width, height));
     state.drawingKind = 'image';
     showError('');
     await classifyDigit(-1);
@@ -554,7 +589,7 @@ function setUpPad() {
     return [(e.clientX - r.left) * (pad.width / r.width), (e.clientY - r.top) * (pad.height / r.height)];
   };
   pad.addEventListener('pointerdown', (e) => {
-    pad.setPointerCapture(e.pointerId);
+    try { pad.setPointerCapture(e.pointerId); } catch { /* a synthetic pointer cannot be captured */ }
     last = at(e);
   });
   pad.addEventListener('pointermove', (e) => {
@@ -575,7 +610,7 @@ function setUpPad() {
     const data = ctx.getImageData(0, 0, pad.width, pad.height).data;
     const grey = new Float32Array(pad.width * pad.height);
     for (let i = 0; i < grey.length; i++) grey[i] = data[i * 4] / 255;
-    state.drawing = Float32Array.from(await lab.mnistLike(grey, pad.width, pad.height));
+    state.drawing = asBytes(await lab.mnistLike(grey, pad.width, pad.height));
     state.drawingKind = 'drawing';
     for (const b of document.querySelectorAll('.thumb[aria-pressed="true"]')) b.setAttribute('aria-pressed', 'false');
     await classifyDigit(-1);
@@ -628,6 +663,8 @@ async function main() {
     state.pack = parseDigitPack(packBytes);
     const digit = Number(params.get('digit'));
     state.digit = Number.isInteger(digit) && digit >= 0 && digit < state.pack.count ? digit : 0;
+    const linked = params.has('image') ? pixelsFromParam(params.get('image'), state.pack.rows * state.pack.cols) : null;
+    if (linked) Object.assign(state, { drawing: linked, drawingKind: 'link', digit: -1 });
     const select = $('model');
     select.replaceChildren(...state.models.map((m) => new Option(`${m.name}`, m.id)));
     select.disabled = false;
@@ -669,14 +706,14 @@ async function main() {
       download(npyBlob(state.lastAttack.result.adversarial, [1, 1, pack.rows, pack.cols]), downloadName('npy'));
     });
     showMoreDigits();
-    drawGrey($('digit'), state.pack.bytes(state.digit), state.pack.cols, state.pack.rows);
+    if (state.digit >= 0) drawGrey($('digit'), state.pack.bytes(state.digit), state.pack.cols, state.pack.rows);
     const target = params.get('target');
     state.target = target === 'any' ? null
       : Number.isInteger(Number(target)) && target !== null && Number(target) >= 0 && Number(target) < 10 ? Number(target)
-        : (state.pack.labels[state.digit] + 1) % 10;
+        : state.digit >= 0 ? (state.pack.labels[state.digit] + 1) % 10 : null;
     if (['lbfgs', 'fgsm', 'pgd'].includes(params.get('attack'))) $('method').value = params.get('attack');
     recallSettings(params);
-    state.autorun = params.get('run') === '1' && params.has('digit');
+    state.autorun = params.get('run') === '1' && (params.has('digit') || !!linked);
     $('method').addEventListener('change', () => remember());
     for (const [, id] of SETTINGS) $(id).addEventListener('change', () => remember());
     $('heatmap').addEventListener('change', () => {
@@ -686,6 +723,7 @@ async function main() {
     renderTargets();
     const wanted = params.get('model') ?? state.models.find((m) => m.default)?.id;
     await selectModel(wanted);
+    if (params.has('image') && !linked) showError('The image in this link could not be read (it should be 784 pixels, base64url); a test digit is shown instead.');
   } catch (e) {
     setStatus('failed');
     showError(`blindspot could not start: ${e.message}`);
