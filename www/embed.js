@@ -6,7 +6,7 @@
 //   <blindspot-demo model="cnn" digit="0" target="3" attack="lbfgs" autorun></blindspot-demo>
 
 const SITE = new URL('../index.html', import.meta.url);
-const ATTRIBUTES = ['model', 'digit', 'target', 'attack', 'iterations', 'c-steps', 'epsilon', 'steps', 'heatmap', 'autorun'];
+const ATTRIBUTES = ['model', 'digit', 'image', 'target', 'attack', 'iterations', 'c-steps', 'epsilon', 'steps', 'heatmap', 'autorun'];
 
 class BlindspotDemo extends HTMLElement {
   static observedAttributes = [...ATTRIBUTES, 'height', 'title'];

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, SHOTS, launch, openPage, screenshot } from './harness.mjs';
+import { ROOT, SHOTS, launch, openPage, readPack, screenshot } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -71,6 +71,12 @@ test('changing an attribute reloads the demo; the full-lab link keeps the state'
   assert.equal(full.searchParams.get('model'), 'fc10-1e-4');
   assert.equal(full.searchParams.has('embed'), false);
   assert.equal(await frame.locator('#open-full').getAttribute('target'), '_blank');
+  // a drawn digit, as the lab's link holds it (image=: 784 bytes, base64url): test digit 5's pixels
+  const pack = readPack('mnist-test-1k.bin');
+  const image = Buffer.from(Array.from(pack.input(5), (v) => Math.round(v * 255))).toString('base64url');
+  await page.evaluate((image) => document.querySelector('#demo-fgsm').setAttribute('image', image), image);
+  await frame.locator('#digit-caption', { hasText: 'from the link' }).waitFor({ timeout: 60_000 });
+  await frame.locator(`#prediction[data-digit="-1"][data-label="${pack.labels[5]}"]`).waitFor({ timeout: 60_000 });
   assert.deepEqual(page.problems, []);
 });
 
