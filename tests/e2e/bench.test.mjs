@@ -44,6 +44,10 @@ test('TensorFlow.js on our ONNX weights computes blindspot\'s gradient on every 
       if (r.forward !== null) assert.ok(r.forward > 0, `${g.model} ${r.engine}: no forward rate`);
     }
     assert.ok(g.rates.find((r) => r.engine === 'blindspot wasm').gradient > 0);
+    // issue 7: the page reports blindspot's WebGPU beside its CPU (SwiftShader's adapter here)
+    const gpu = g.rates.find((r) => r.engine === 'blindspot WebGPU');
+    assert.ok(gpu && !gpu.error && gpu.gradient > 0, `${g.model}: no WebGPU rate (${gpu?.error})`);
+    assert.ok(g.checks.find((c) => c.engine === 'blindspot WebGPU'), `${g.model}: WebGPU gradient not checked`);
     assert.ok(g.flops > 0, `${g.model}: FLOPs not counted`);
   }
   // FLOPs of the CNN: conv1 5x5 1->32 on 28x28, conv2 5x5 32->64 on 14x14, fc 3136->1024 -> 10 (models/cnn.md)
