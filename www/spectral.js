@@ -8,7 +8,7 @@ const ALEXNET = [['Conv. 1', 2.75], ['Conv. 2', 10], ['Conv. 3', 7], ['Conv. 4',
   ['FC1', 3.12], ['FC2', 4], ['FC3', 4]];
 
 const root = document.getElementById('spectral');
-const panel = { lab: null, manifest: [], busy: false, chosen: false };
+const panel = { lab: null, manifest: [], local: [], busy: false, chosen: false };
 const el = (tag, props = {}, ...children) => {
   const e = Object.assign(document.createElement(tag), props);
   e.append(...children.filter((c) => c !== null && c !== undefined));
@@ -25,6 +25,23 @@ function followLab() {
   if (panel.manifest.some((m) => m.id === lab.value)) $('spectral-model').value = lab.value;
 }
 
+/**
+ * A model dropped or picked into the lab (app.js's 'blindspot:usermodel'): offered here too, and
+ * followed like the shipped ones until a model is picked here.
+ */
+function addUserModel({ id, name, bytes }) {
+  const model = { id, name, localBytes: bytes };
+  panel.local = [...panel.local.filter((m) => m.id !== id), model];
+  panel.lab?.loaded.delete(id); // the same name may come with other bytes
+  if (root.dataset.ready === undefined) return; // init() adds it
+  panel.manifest = [...panel.manifest.filter((m) => m.id !== id), model];
+  const select = $('spectral-model');
+  const chosen = select.value;
+  select.replaceChildren(...panel.manifest.map((m) => el('option', { value: m.id, textContent: m.name })));
+  select.value = chosen;
+  followLab();
+}
+
 async function init() {
   const select = $('spectral-model');
   try {
@@ -34,6 +51,7 @@ async function init() {
     root.dataset.state = 'error';
     return;
   }
+  panel.manifest = [...panel.manifest, ...panel.local];
   select.replaceChildren(...panel.manifest.map((m) => el('option', { value: m.id, textContent: m.name })));
   select.value = (panel.manifest.find((m) => m.default) ?? panel.manifest[0]).id;
   select.addEventListener('change', () => { panel.chosen = true; });
@@ -59,7 +77,8 @@ async function compute() {
   const start = performance.now();
   try {
     panel.lab ??= new LabWorker();
-    await panel.lab.ensure(m);
+    if (!m.localBytes) await panel.lab.ensure(m);
+    else if (!panel.lab.loaded.has(m.id)) await panel.lab.load(m.id, m.localBytes.slice(0)); // a copy: the worker takes it
     const table = await panel.lab.lipschitz(m.id, ({ done, total, node }) => {
       bar.max = Math.max(1, total);
       bar.value = done;
@@ -133,4 +152,5 @@ function renderPaper() {
   $('spectral-paper-wrap').replaceChildren(title, t);
 }
 
+window.addEventListener('blindspot:usermodel', (e) => addUserModel(e.detail));
 init();

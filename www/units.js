@@ -35,7 +35,16 @@ async function pack(set) {
 /** The section's worker with `id` loaded (again after a cancel restarted it). */
 async function ensureModel(id) {
   units.lab ??= new LabWorker();
-  if (!(await units.lab.ensure(units.manifest.find((x) => x.id === id)))) return;
+  const model = units.manifest.find((x) => x.id === id);
+  let fresh;
+  if (model.localBytes) {
+    // a model the person dropped into the lab: its bytes, copied (the worker takes what it is sent)
+    fresh = !units.lab.loaded.has(id);
+    if (fresh) await units.lab.load(id, model.localBytes.slice(0));
+  } else {
+    fresh = await units.lab.ensure(model);
+  }
+  if (!fresh) return;
   for (const key of [...units.done]) if (key.startsWith(`${id}|`)) units.done.delete(key);
 }
 
@@ -188,15 +197,34 @@ function maximiseBoth() {
   });
 }
 
+/** The model picker: the shipped models, then those dropped into the lab; keeps the choice. */
+function fillModels() {
+  const select = $('units-model');
+  const chosen = select.value;
+  select.replaceChildren(...units.manifest.map((m) => new Option(m.name, m.id)));
+  select.value = units.manifest.some((m) => m.id === chosen) ? chosen : units.manifest.find((m) => m.default)?.id ?? units.manifest[0].id;
+}
+
+/** A model dropped or picked into the lab (app.js's 'blindspot:usermodel'): offered here too. */
+function addUserModel({ id, name, bytes }) {
+  units.manifest = [...units.manifest.filter((m) => m.id !== id), { id, name, localBytes: bytes }];
+  units.lab?.loaded.delete(id); // the same name may come with other bytes
+  for (const key of [...units.done]) if (key.startsWith(`${id}|`)) units.done.delete(key);
+  if (!units.ready) return;
+  fillModels();
+  if ($('units-model').value === id && !units.busy) listTensors();
+}
+
 async function start() {
   if (units.started) return;
   units.started = true;
   try {
-    units.manifest = (await fetchJson('models/models.json')).models;
-    const select = $('units-model');
-    select.replaceChildren(...units.manifest.map((m) => new Option(m.name, m.id)));
-    select.value = units.manifest.find((m) => m.default)?.id ?? units.manifest[0].id;
-    select.disabled = false;
+    const shipped = (await fetchJson('models/models.json')).models;
+    units.manifest = [...shipped, ...units.manifest.filter((m) => m.localBytes)];
+    fillModels();
+    $('units-model').value = units.manifest.find((m) => m.default)?.id ?? units.manifest[0].id;
+    $('units-model').disabled = false;
+    units.ready = true;
     await listTensors();
   } catch (e) {
     status(`could not start: ${e.message}`);
@@ -220,6 +248,7 @@ function labAnswered() {
 function main() {
   const section = $('units');
   if (!section) return;
+  window.addEventListener('blindspot:usermodel', (e) => addUserModel(e.detail));
   // nothing is loaded until the section comes near the screen (or a control is used), and not
   // before the lab's first answer is on show: while the lab is still empty this section sits near
   // the top, and a second worker compiling the wasm would slow the first classification down

@@ -1,8 +1,9 @@
 // The spectral-bounds panel: the page's Table 5 equals `blindspot lipschitz MODEL`, and it fits.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { SHOTS, cli, launch, openPage, screenshot } from './harness.mjs';
+import { ROOT, SHOTS, cli, launch, openPage, screenshot } from './harness.mjs';
 
 let browser;
 let page;
@@ -87,4 +88,38 @@ test('the panel at 1280 and 375 px: keyboard operable, the table scrolls inside 
   assert.equal(await page.evaluate(() => document.querySelector('label[for="spectral-model"]')?.textContent), 'Model');
   await page.setViewportSize({ width: 1280, height: 900 });
   assert.deepEqual(page.problems, []);
+});
+
+test('a model dropped into the lab is offered too: its table is the shipped twin\'s', async () => {
+  const fresh = await openPage(browser.context, `${browser.base}?model=cnn&digit=0`);
+  await fresh.waitForSelector('#spectral[data-ready]', { timeout: 60_000 });
+  await fresh.waitForSelector('body[data-model-state="ready"]', { timeout: 60_000 });
+  // FC100-100-10's bytes under a name of the person's own
+  await fresh.setInputFiles('#model-file', { name: 'my-mlp.onnx', mimeType: 'application/octet-stream', buffer: readFileSync(join(ROOT, 'models/fc100-100-10.onnx')) });
+  await fresh.waitForFunction(() => document.querySelector('#model').value === 'local:my-mlp.onnx' && document.body.dataset.modelState === 'ready');
+  // the panel lists it and, not told otherwise, follows the lab to it
+  await fresh.waitForFunction(() => document.querySelector('#spectral-model').value === 'local:my-mlp.onnx', null, { timeout: 10_000 });
+  assert.equal(await fresh.$eval('#spectral-model option:checked', (o) => o.textContent), 'my-mlp.onnx (yours)');
+  assert.equal(await fresh.$$eval('#spectral-model option', (os) => os.length), 11);
+  await fresh.click('#spectral-run');
+  await fresh.waitForSelector('#spectral:is([data-state="done"][data-model="local:my-mlp.onnx"], [data-state="error"])', { timeout: 120_000 });
+  assert.equal(await fresh.getAttribute('#spectral', 'data-state'), 'done', await fresh.textContent('#spectral-status'));
+  const read = () => fresh.$$eval('#spectral-table tbody tr', (rows) => rows.map((r) => [r.dataset.node,
+    r.querySelector('[data-power]')?.dataset.power ?? null, r.querySelector('[data-factor]').dataset.factor, r.querySelector('[data-bound]').dataset.bound]));
+  const mine = await read();
+  const myProduct = await fresh.getAttribute('#spectral-table', 'data-product');
+  assert.ok(mine.length >= 3, `${mine.length} rows`);
+  assert.match(await fresh.textContent('#spectral-table-title'), /^my-mlp\.onnx \(yours\): upper Lipschitz bounds/);
+  await fresh.locator('#spectral').screenshot({ path: join(SHOTS, 'spectral-user-model-1280.png') });
+  await fresh.setViewportSize({ width: 375, height: 800 });
+  await fresh.locator('#spectral').screenshot({ path: join(SHOTS, 'spectral-user-model-375.png') });
+  await fresh.setViewportSize({ width: 1280, height: 900 });
+  // the shipped FC100-100-10: the same rows and product, to the last digit
+  await fresh.selectOption('#spectral-model', 'fc100-100-10');
+  await fresh.click('#spectral-run');
+  await fresh.waitForSelector('#spectral[data-state="done"][data-model="fc100-100-10"]', { timeout: 120_000 });
+  assert.deepEqual(await read(), mine);
+  assert.equal(await fresh.getAttribute('#spectral-table', 'data-product'), myProduct);
+  assert.deepEqual(fresh.problems, []);
+  await fresh.close();
 });

@@ -1,7 +1,9 @@
 // Property 1 in the page: units against random directions (Figures 1-2), activation maximisation.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { cli, launch, openPage, screenshot } from './harness.mjs';
+import { ROOT, SHOTS, cli, launch, openPage, screenshot } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -117,5 +119,42 @@ test('activation maximisation raises both projections inside the box, from grey 
   await page.setViewportSize({ width: 375, height: 800 });
   await page.waitForTimeout(300);
   await page.locator('#units').screenshot({ path: 'test-results/units-phone.png' });
+  assert.deepEqual(page.problems, []);
+});
+
+test('a model dropped into the lab is offered too: its layers and rankings are the shipped twin\'s', async () => {
+  const page = await openUnits();
+  await page.waitForSelector('body[data-model-state="ready"]');
+  // FC100-100-10's bytes under a name of the person's own, dropped on the page
+  await page.evaluate((bytes) => {
+    const data = new DataTransfer();
+    data.items.add(new File([new Uint8Array(bytes)], 'my-mlp.onnx'));
+    document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+  }, Array.from(readFileSync(join(ROOT, 'models/fc100-100-10.onnx'))));
+  await page.waitForFunction(() => document.querySelector('#model').value === 'local:my-mlp.onnx' && document.body.dataset.modelState === 'ready');
+  await page.waitForSelector('#units-model option[value="local:my-mlp.onnx"]', { state: 'attached', timeout: 10_000 });
+  assert.equal(await page.$eval('#units-model option[value="local:my-mlp.onnx"]', (o) => o.textContent), 'my-mlp.onnx (yours)');
+  assert.equal(await page.inputValue('#units-model'), 'cnn', 'the panel keeps its own choice');
+  /** Picks `model` in the panel and waits for its layers. */
+  const pick = async (model) => {
+    await page.selectOption('#units-model', model);
+    await page.waitForSelector('#units-tensor:not([disabled])', { timeout: 60_000 });
+    return page.$$eval('#units-tensor option', (os) => os.map((o) => o.textContent));
+  };
+  const mine = await pick('local:my-mlp.onnx');
+  assert.equal(await page.textContent('#units-status'), '', 'no error');
+  assert.ok(mine.length >= 4 && mine.some((t) => /×100\)$|\(100\)$/.test(t)), `layers: ${mine.join(', ')}`);
+  const tensor = await page.inputValue('#units-tensor');
+  const ours = await find(page, { tensor, unit: 7, seed: 3, k: 6 });
+  await page.locator('#units').screenshot({ path: join(SHOTS, 'units-user-model.png') });
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.locator('#units').screenshot({ path: join(SHOTS, 'units-user-model-phone.png') });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  // the shipped FC100-100-10: the same layers and the same top digits
+  assert.deepEqual(await pick('fc100-100-10'), mine);
+  assert.equal(await page.inputValue('#units-tensor'), tensor);
+  const shipped = await find(page, { tensor, unit: 7, seed: 3, k: 6 });
+  assert.deepEqual(shipped, ours);
+  console.log(`${tensor} of my-mlp.onnx: unit 7 top ${ours.unit.digits}, direction 3 top ${ours.direction.digits}`);
   assert.deepEqual(page.problems, []);
 });
