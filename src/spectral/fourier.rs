@@ -101,7 +101,7 @@ pub fn fourier_norm(kernel: &ConvKernel) -> f64 {
 
 /// The largest singular value of the complex m x n matrix `a` (row-major, (re, im)): the square
 /// root of the largest eigenvalue of the smaller Gram matrix, a Hermitian k x k matrix, found as
-/// that of its real symmetric 2k x 2k form [[Re, -Im], [Im, Re]] by cyclic Jacobi.
+/// that of its real symmetric 2k x 2k form [[Re, -Im], [Im, Re]].
 fn largest_singular_value(a: &[(f64, f64)], m: usize, n: usize) -> f64 {
     let transposed = n > m;
     let (k, rows) = if transposed { (m, n) } else { (n, m) };
@@ -138,38 +138,91 @@ fn largest_singular_value(a: &[(f64, f64)], m: usize, n: usize) -> f64 {
     largest_eigenvalue(&mut s, size).max(0.0).sqrt()
 }
 
-/// The largest eigenvalue of the symmetric n x n matrix `a` (destroyed), by cyclic Jacobi rotations.
+/// The largest eigenvalue of the symmetric n x n matrix `a` (destroyed): Householder reduction to
+/// a tridiagonal matrix with the same eigenvalues (about n^3 flops, where cyclic Jacobi took ten
+/// sweeps of 2 n^3: minutes for a 96-channel convolution), then bisection on its Sturm sequence.
 fn largest_eigenvalue(a: &mut [f64], n: usize) -> f64 {
-    let scale: f64 = a.iter().map(|v| v * v).sum::<f64>();
-    for _sweep in 0..60 {
-        let off: f64 = (0..n).flat_map(|p| (p + 1..n).map(move |q| (p, q))).map(|(p, q)| a[p * n + q].powi(2)).sum();
-        if off <= 1e-30 * scale {
-            break;
+    let (diagonal, off) = tridiagonalize(a, n);
+    largest_tridiagonal_eigenvalue(&diagonal, &off)
+}
+
+/// The diagonal and sub-diagonal of Q^T A Q, Q a product of Householder reflections.
+fn tridiagonalize(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut off = vec![0.0; n.saturating_sub(1)];
+    let mut v = vec![0.0; n];
+    let mut p = vec![0.0; n];
+    for k in 0..n.saturating_sub(2) {
+        // the reflection H = I - 2 v v^T (v on rows k+1..) that maps column k below the diagonal to alpha e_1
+        let norm = (k + 1..n).map(|i| a[i * n + k].powi(2)).sum::<f64>().sqrt();
+        let first = a[(k + 1) * n + k];
+        let alpha = if first > 0.0 { -norm } else { norm };
+        for i in k + 1..n {
+            v[i] = a[i * n + k];
         }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = a[p * n + q];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for r in 0..n {
-                    let (rp, rq) = (a[r * n + p], a[r * n + q]);
-                    a[r * n + p] = c * rp - s * rq;
-                    a[r * n + q] = s * rp + c * rq;
-                }
-                for r in 0..n {
-                    let (pr, qr) = (a[p * n + r], a[q * n + r]);
-                    a[p * n + r] = c * pr - s * qr;
-                    a[q * n + r] = s * pr + c * qr;
-                }
+        v[k + 1] -= alpha;
+        let length = (k + 1..n).map(|i| v[i] * v[i]).sum::<f64>().sqrt();
+        off[k] = alpha;
+        if length == 0.0 {
+            off[k] = first;
+            continue;
+        }
+        for i in k + 1..n {
+            v[i] /= length;
+        }
+        // H A H on the trailing block = A - 2 v q^T - 2 q v^T, with p = A v and q = p - (v^T p) v
+        for i in k + 1..n {
+            p[i] = (k + 1..n).map(|j| a[i * n + j] * v[j]).sum();
+        }
+        let vp: f64 = (k + 1..n).map(|i| v[i] * p[i]).sum();
+        for i in k + 1..n {
+            p[i] -= vp * v[i];
+        }
+        for i in k + 1..n {
+            for j in k + 1..n {
+                a[i * n + j] -= 2.0 * (v[i] * p[j] + p[i] * v[j]);
             }
         }
     }
-    (0..n).map(|i| a[i * n + i]).fold(f64::NEG_INFINITY, f64::max)
+    if n >= 2 {
+        off[n - 2] = a[(n - 1) * n + n - 2];
+    }
+    ((0..n).map(|i| a[i * n + i]).collect(), off)
+}
+
+/// The largest eigenvalue of the symmetric tridiagonal matrix (diagonal, off), by bisection inside
+/// the Gershgorin interval on the number of eigenvalues below x (the negative pivots of T - x I).
+fn largest_tridiagonal_eigenvalue(diagonal: &[f64], off: &[f64]) -> f64 {
+    let n = diagonal.len();
+    let radius = |i: usize| if i > 0 { off[i - 1].abs() } else { 0.0 } + if i + 1 < n { off[i].abs() } else { 0.0 };
+    let mut lo = (0..n).map(|i| diagonal[i] - radius(i)).fold(f64::INFINITY, f64::min);
+    let mut hi = (0..n).map(|i| diagonal[i] + radius(i)).fold(f64::NEG_INFINITY, f64::max);
+    let below = |x: f64| {
+        let mut count = 0;
+        let mut pivot = 1.0;
+        for i in 0..n {
+            let coupling = if i > 0 { off[i - 1] * off[i - 1] / pivot } else { 0.0 };
+            pivot = diagonal[i] - x - coupling;
+            if pivot == 0.0 {
+                pivot = -f64::EPSILON * (x.abs() + 1e-300);
+            }
+            if pivot < 0.0 {
+                count += 1;
+            }
+        }
+        count
+    };
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi || hi - lo <= 4.0 * f64::EPSILON * lo.abs().max(hi.abs()) {
+            break;
+        }
+        if below(mid) == n {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
 }
 
 #[cfg(test)]
@@ -177,12 +230,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jacobi_finds_the_largest_eigenvalue() {
+    fn finds_the_largest_eigenvalue() {
         // [[2, 1], [1, 2]] has eigenvalues 1 and 3
         assert!((largest_eigenvalue(&mut [2.0, 1.0, 1.0, 2.0], 2) - 3.0).abs() < 1e-12);
         // diag(1, 5, 2) rotated stays 5
         let mut a = [1.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 2.0];
         assert!((largest_eigenvalue(&mut a, 3) - 5.0).abs() < 1e-12);
+        // the n x n matrix of ones has eigenvalues n and 0 (n - 1 times)
+        let n = 40;
+        assert!((largest_eigenvalue(&mut vec![1.0; n * n], n) - n as f64).abs() < 1e-11);
+        // Q diag(1..n) Q^T with Q = I - 2 u u^T, u a unit vector: eigenvalues 1..n, the top two close
+        let u: Vec<f64> = (0..n).map(|i| ((i * 7 % 11) as f64 - 5.0) / 10.0).collect();
+        let size = u.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let u: Vec<f64> = u.iter().map(|x| x / size).collect();
+        let q = |i: usize, j: usize| if i == j { 1.0 } else { 0.0 } - 2.0 * u[i] * u[j];
+        let spectrum = |k: usize| if k + 1 == n { n as f64 - 1.0 + 1e-9 } else { (k + 1) as f64 };
+        let mut a: Vec<f64> = (0..n * n).map(|e| (0..n).map(|k| q(e / n, k) * spectrum(k) * q(e % n, k)).sum()).collect();
+        assert!((largest_eigenvalue(&mut a, n) - (n as f64 - 1.0 + 1e-9)).abs() < 1e-11);
+        // the 1-D Laplacian's tridiagonal (2, -1): its largest eigenvalue is 2 + 2 cos(pi / (n + 1))
+        let top = largest_tridiagonal_eigenvalue(&vec![2.0; n], &vec![-1.0; n - 1]);
+        assert!((top - (2.0 + 2.0 * (PI / (n as f64 + 1.0)).cos())).abs() < 1e-12);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::MaxPool;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 
 use super::{fourier_norm, linear_layer, Kind, LayerOperator};
 use crate::error::{chain, Error, Result};
@@ -210,6 +211,16 @@ fn factor_of(model: &TypedModel, node: &TypedNode) -> Option<(Option<String>, f6
             what += &format!(" (windows overlap: √{covering})");
         }
         return Some((Some(what), factor));
+    }
+    if let Some(reduce) = node.op_as::<Reduce>() {
+        // a sum of n values is √n-Lipschitz (Cauchy-Schwarz, attained by equal values); a global
+        // average pool is this sum followed by a scale 1/n
+        let shape = model.outlet_fact(node.inputs[0]).ok()?.shape.as_concrete()?.to_vec();
+        let n: usize = reduce.axes.iter().map(|&a| shape[a]).product();
+        return match reduce.reducer {
+            Reducer::Sum => Some((Some(format!("sum of {n}")), (n as f64).sqrt())),
+            _ => None,
+        };
     }
     if let Some(op) = node.op_as::<ElementWiseOp>() {
         return match op.0.name().as_ref() {
