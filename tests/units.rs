@@ -50,11 +50,17 @@ fn activations_equal_the_projection_objective_and_rankings_equal_brute_force() {
                 .map(|i| (i, projection.evaluate(&pack.input(i), &direction).unwrap().objective as f64))
                 .collect();
             brute.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let ranked = units::top_k(&acts, len, &direction, 9).unwrap();
-            for (k, ((i, v), (j, w))) in ranked.iter().zip(&brute).enumerate() {
-                assert!((v - w).abs() <= 1e-4 * w.abs().max(1.0), "{tensor} rank {k}: {v} against {w}");
-                // equal values may swap places; distinct ones may not
-                assert!(i == j || (v - w).abs() <= 1e-4, "{tensor} rank {k}: digit {i} against {j}");
+            assert_eq!(brute.len(), n);
+            // the top 9, and k beyond the number of images: all of them, ranked
+            for k in [9, n + 50] {
+                let ranked = units::top_k(&acts, len, &direction, k).unwrap();
+                let expected = &brute[..k.min(n)];
+                assert_eq!(ranked.len(), expected.len(), "{tensor}: top {k}");
+                for (rank, ((i, v), (j, w))) in ranked.iter().zip(expected).enumerate() {
+                    assert!((v - w).abs() <= 1e-4 * w.abs().max(1.0), "{tensor} rank {rank}: {v} against {w}");
+                    // equal values may swap places; distinct ones may not
+                    assert!(i == j || (v - w).abs() <= 1e-4, "{tensor} rank {rank}: digit {i} against {j}");
+                }
             }
         }
     }
