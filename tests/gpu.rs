@@ -12,8 +12,6 @@ use blindspot::grad::check::Rng;
 use blindspot::grad::{Evaluation, Objective};
 use std::time::Instant;
 
-
-
 fn worst(ours: &Evaluation, theirs: &Evaluation) -> f32 {
     assert_eq!(ours.logits.len(), theirs.logits.len());
     assert_eq!(ours.gradient.len(), theirs.gradient.len());
@@ -114,4 +112,39 @@ fn kernels_equal_the_reference_interpreter() {
             assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{name}: {:?} vs {:?}", got[0], expected[0]);
         }
     }
+}
+
+/// Residency: the weights and every step's parameters go up once, at setup; then each evaluation
+/// uploads only x and the objective's parameter and downloads only the objective, the logits and
+/// the gradient, however many evaluations follow.
+#[test]
+fn weights_go_up_once_and_each_evaluation_moves_only_its_inputs_and_outputs() {
+    use blindspot::gpu::kernels::PARAM_WORDS;
+    use blindspot::gpu::{compile, Traffic};
+    let gpu = Gpu::request_blocking().expect("a WebGPU adapter");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let model = blindspot::Classifier::load(&std::fs::read(format!("{root}/models/fc10-1e-4.onnx")).unwrap(), None).unwrap();
+    let grad = model.gradient(&Objective::CrossEntropy).unwrap();
+    let plan = compile(grad.graph()).unwrap();
+    // the softmax regression's 784 x 10 weights and 10 biases are among the plan's constants
+    assert!(plan.weights.len() >= 784 * 10 + 10, "{} constants", plan.weights.len());
+    let setup = (plan.weights.len() * 4 + plan.steps.len() * PARAM_WORDS * 4) as u64;
+    let on_gpu = GpuModel::new(&gpu, &plan).unwrap();
+    assert_eq!(on_gpu.traffic(), Traffic { uploaded: setup, downloaded: 0 });
+    let (x_bytes, parameter_bytes) = (784 * 4, 10 * 4);
+    let (objective_bytes, logits_bytes, gradient_bytes) = (4, 10 * 4, 784 * 4);
+    let mut rng = Rng(7);
+    let n = 5u64;
+    for i in 0..n {
+        let x: Vec<f32> = (0..784).map(|_| rng.uniform()).collect();
+        let e = on_gpu.evaluate_blocking(&x, &grad.one_hot(i as usize).unwrap()).unwrap();
+        assert_eq!((e.logits.len(), e.gradient.len()), (10, 784));
+        let t = on_gpu.traffic();
+        assert_eq!(t.uploaded, setup + (i + 1) * (x_bytes + parameter_bytes), "after {} evaluations", i + 1);
+        assert_eq!(t.downloaded, (i + 1) * (objective_bytes + logits_bytes + gradient_bytes), "after {} evaluations", i + 1);
+    }
+    println!("fc10-1e-4: setup uploads {setup} bytes ({} constants, {} steps); each evaluation {} up, {} down", plan.weights.len(), plan.steps.len(), x_bytes + parameter_bytes, objective_bytes + logits_bytes + gradient_bytes);
+    // a refused input moves nothing
+    assert!(on_gpu.evaluate_blocking(&[0.5; 10], &grad.one_hot(0).unwrap()).is_err());
+    assert_eq!(on_gpu.traffic().uploaded, setup + n * (x_bytes + parameter_bytes));
 }

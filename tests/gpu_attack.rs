@@ -21,6 +21,8 @@ fn on_gpu(gpu: &Gpu, m: &Classifier, x: &[f32], goal: Goal, options: &Options) -
     let gradient = m.gradient(&objective).unwrap();
     let compiled = GpuModel::for_gradient(gpu, &gradient).unwrap();
     let parameter = gradient.one_hot(class).unwrap();
+    let setup = compiled.traffic();
+    assert_eq!(setup.downloaded, 0);
     let mut reports = 0;
     let outcome = pollster::block_on(blindspot::gpu::attack::attack(m, &compiled, &parameter, x, goal, options, |_| {
         reports += 1;
@@ -28,6 +30,13 @@ fn on_gpu(gpu: &Gpu, m: &Classifier, x: &[f32], goal: Goal, options: &Options) -
     }))
     .unwrap();
     assert!(reports > 0, "progress was reported");
+    // residency across the L-BFGS iterations: per gradient, x and the one-hot up, the objective,
+    // the logits and the gradient down; the weights never again
+    let (n, evaluations) = (x.len() as u64, outcome.gradient_evaluations as u64);
+    let classes = parameter.len() as u64;
+    let moved = compiled.traffic();
+    assert_eq!(moved.uploaded - setup.uploaded, evaluations * (n + classes) * 4, "uploads after {evaluations} gradients");
+    assert_eq!(moved.downloaded, evaluations * (1 + classes + n) * 4, "downloads after {evaluations} gradients");
     outcome
 }
 

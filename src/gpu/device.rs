@@ -61,6 +61,15 @@ impl Gpu {
     }
 }
 
+/// Bytes written to the GPU and read back from it by one model, counted where it writes buffers
+/// and maps the read-back (so a test can check that the weights go up once and each evaluation
+/// moves only its inputs and outputs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub uploaded: u64,
+    pub downloaded: u64,
+}
+
 struct Launch {
     pipeline: usize,
     slot: u32,
@@ -78,6 +87,7 @@ pub struct GpuModel {
     staging: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
     busy: Cell<bool>,
+    traffic: Cell<Traffic>,
 }
 
 impl std::fmt::Debug for GpuModel {
@@ -133,6 +143,7 @@ impl GpuModel {
             mapped_at_creation: false,
         });
         gpu.queue.write_buffer(&param_buffer, 0, bytemuck::cast_slice(&params));
+        let uploaded = (bytes(&plan.weights).len() + params.len() * 4) as u64;
 
         let entry = |binding: u32, ty: wgpu::BufferBindingType, dynamic: bool| wgpu::BindGroupLayoutEntry {
             binding,
@@ -209,7 +220,19 @@ impl GpuModel {
             staging,
             bind_group,
             busy: Cell::new(false),
+            traffic: Cell::new(Traffic { uploaded, downloaded: 0 }),
         })
+    }
+
+    /// Bytes uploaded (weights and step parameters at setup, then each run's inputs) and
+    /// downloaded (each run's outputs) so far.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic.get()
+    }
+
+    fn count(&self, uploaded: usize, downloaded: usize) {
+        let t = self.traffic.get();
+        self.traffic.set(Traffic { uploaded: t.uploaded + uploaded as u64, downloaded: t.downloaded + downloaded as u64 });
     }
 
     /// The adapter this model runs on.
@@ -240,6 +263,7 @@ impl GpuModel {
         let (device, queue) = (&self.gpu.device, &self.gpu.queue);
         for (v, data) in self.plan_inputs.iter().zip(inputs) {
             queue.write_buffer(&self.work, (v.offset * 4) as u64, bytes(data));
+            self.count(bytes(data).len(), 0);
         }
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("evaluate") });
         {
@@ -270,6 +294,7 @@ impl GpuModel {
             let view = slice.get_mapped_range().map_err(|e| Error::Run(format!("reading the GPU's results: {e:?}")))?;
             bytemuck::cast_slice(&view).to_vec()
         };
+        self.count(0, values.len() * 4);
         self.staging.unmap();
         let mut outputs = vec![];
         let mut start = 0;

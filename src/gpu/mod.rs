@@ -6,5 +6,5 @@ pub mod kernels;
 pub mod plan;
 pub mod reference;
 
-pub use device::{Gpu, GpuModel};
+pub use device::{Gpu, GpuModel, Traffic};
 pub use plan::{compile, Plan};
