@@ -139,3 +139,108 @@ fn table2_and_table3_print_transfer_tables() {
     let d: f64 = rows[3].split('|').nth(2).unwrap().trim().parse().unwrap();
     assert!((0.09..=0.1).contains(&d), "{}", rows[3]);
 }
+
+/// Markdown rows of `out` (lines starting with '|') as trimmed cells, header and separator included.
+fn table_rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn lipschitz_prints_the_cnn_table_with_its_product() {
+    let (ok, out, err) = blindspot(&["lipschitz", "models/cnn.onnx"]);
+    assert!(ok, "{err}");
+    // exactly the library's table
+    let model = blindspot::Classifier::load(&std::fs::read(format!("{ROOT}/models/cnn.onnx")).unwrap(), None).unwrap();
+    assert_eq!(out, blindspot::spectral::lipschitz(&model).unwrap().markdown());
+    let rows = table_rows(&out);
+    assert_eq!(rows[0], ["layer", "op", "shape", "‖W‖ power iteration", "iterations", "‖W‖ Fourier", "then", "factor", "upper bound"]);
+    let body = &rows[2..];
+    let names: Vec<&str> = body.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["sub_mean", "conv1", "conv2", "fc1.ab", "fc2.ab", "**product**"], "{out}");
+    assert_eq!(body[0][1..3], ["input preprocessing", "1x1x28x28"]);
+    assert_eq!(body[1][1..3], ["Conv", "3x3x1x16, stride 1, pad 1"]);
+    assert_eq!(body[2][1..3], ["Conv", "3x3x16x32, stride 1, pad 1"]);
+    assert_eq!(body[3][1..3], ["MatMul/Gemm", "1568 → 128"]);
+    assert_eq!(body[4][1..3], ["MatMul/Gemm", "128 → 10"]);
+    let num = |s: &str| s.trim_matches('*').parse::<f64>().unwrap_or_else(|_| panic!("not a number: {s}"));
+    // power iteration from the fixed seed: the norms docs/spectral.md shows
+    for (row, power) in body[1..5].iter().zip([6.360065, 4.402473, 3.902559, 1.424]) {
+        assert_eq!(num(&row[3]), power, "{row:?}");
+        assert!(num(&row[4]) < 5000.0, "converged before the cap: {row:?}");
+        assert_eq!(row[8], row[3], "factor 1: the bound is the norm {row:?}");
+    }
+    // the convolutions' Fourier values bound their norms; the dense layers have none
+    for row in &body[1..3] {
+        assert!(num(&row[5]) >= num(&row[3]) && num(&row[5]) <= num(&row[3]) * 1.05, "{row:?}");
+    }
+    assert_eq!((body[3][5].as_str(), body[4][5].as_str()), ("–", "–"));
+    assert_eq!(body[1][6], "ReLU (1), max-pool 2x2/2 (1)");
+    assert_eq!(num(&body[0][8]), 3.2457);
+    let product: f64 = body[..5].iter().map(|r| num(&r[8])).product();
+    assert_eq!(body[5][8], "**505.0405**");
+    assert!((product - 505.0405).abs() / 505.0405 < 1e-6, "{product}");
+    assert!(out.contains("The product bounds ‖logits(x + r) − logits(x)‖ ≤ L ‖r‖"), "{out}");
+}
+
+#[test]
+fn units_lists_tensors_and_ranks_digits_by_a_unit_and_a_random_direction() {
+    let (ok, out, err) = blindspot(&["units", "models/cnn.onnx"]);
+    assert!(ok, "{err}");
+    let tensors: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let features = tensors.iter().find(|t| t["name"] == "features").unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(features["shape"], serde_json::json!([128]));
+    assert!(tensors.iter().all(|t| t.as_object().unwrap().len() == 2 && t["shape"].is_array()));
+
+    let (ok, out, err) = blindspot(&["units", "models/cnn.onnx", "--tensor", "features", "--unit", "3", "--top", "4", "--n", "100"]);
+    assert!(ok, "{err}");
+    let line: Value = serde_json::from_str(out.trim()).unwrap();
+    let mut keys: Vec<&str> = line.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, ["digits", "direction_top", "seed", "shape", "tensor", "unit", "unit_top"]);
+    assert_eq!((&line["tensor"], &line["shape"], &line["digits"], &line["unit"], &line["seed"]), (&"features".into(), &serde_json::json!([128]), &100.into(), &3.into(), &1.into()));
+    // the same rankings as the library, on the same digits
+    let pack = blindspot::DigitPack::parse(&std::fs::read(format!("{ROOT}/models/data/mnist-test-1k.bin")).unwrap()).unwrap();
+    let model = blindspot::Classifier::load(&std::fs::read(format!("{ROOT}/models/cnn.onnx")).unwrap(), None).unwrap();
+    let probe = blindspot::units::Probe::new(&model, "features").unwrap();
+    let images: Vec<f32> = (0..100).flat_map(|i| pack.input(i)).collect();
+    let acts = probe.run(&images).unwrap();
+    for (key, direction) in [("unit_top", blindspot::units::unit(128, 3).unwrap()), ("direction_top", blindspot::units::random_direction(128, 1))] {
+        let top = line[key].as_array().unwrap();
+        let expected = blindspot::units::top_k(&acts, 128, &direction, 4).unwrap();
+        assert_eq!(top.len(), expected.len(), "{key}");
+        for (entry, (digit, value)) in top.iter().zip(&expected) {
+            assert_eq!(entry["digit"], *digit, "{key}: {top:?}");
+            assert_eq!(entry["label"], pack.labels[*digit], "{key}");
+            assert!((entry["value"].as_f64().unwrap() - value).abs() <= 1e-6 * value.abs().max(1.0), "{key}: {entry} against {value}");
+        }
+    }
+}
+
+#[test]
+fn bench_grad_times_every_shipped_model_and_the_zoo_on_cpu_and_webgpu() {
+    let (ok, out, err) = blindspot(&["bench", "grad", "--ms", "10"]);
+    assert!(ok, "{err}");
+    let rows = table_rows(&out);
+    assert_eq!(
+        rows[0],
+        ["model", "parameters", "forward / s", "forward + gradient / s", "gradient cost (forwards)", "WebGPU forward + gradient / s", "WebGPU / CPU"]
+    );
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(format!("{ROOT}/models/models.json")).unwrap()).unwrap();
+    let mut expected: Vec<String> = json["models"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    expected.extend(["mobilenet (test graph, 3x64x64)".into(), "resnet (test graph, 3x64x64)".into()]);
+    let names: Vec<&str> = rows[2..].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, expected, "{out}");
+    let num = |row: &Vec<String>, i: usize| row[i].parse::<f64>().unwrap_or_else(|_| panic!("column {i} of {row:?} is not a number"));
+    for row in &rows[2..] {
+        assert_eq!(row.len(), 7, "{row:?}");
+        let (parameters, forward, gradient, cost, gpu, ratio) = (num(row, 1), num(row, 2), num(row, 3), num(row, 4), num(row, 5), num(row, 6));
+        assert!(parameters >= 7850.0 && forward > 0.0 && gradient > 0.0 && gpu > 0.0, "{row:?}");
+        // a gradient costs more than a forward pass; the ratios are those of the rates (rounded)
+        assert!(cost > 1.0 && (cost - forward / gradient).abs() <= 0.01 * cost + 0.01, "{row:?}");
+        assert!((ratio - gpu / gradient).abs() <= 0.1 * ratio + 0.01, "{row:?}");
+    }
+    assert!(out.contains("\nWebGPU adapter: "), "{out}");
+}
