@@ -166,9 +166,7 @@ fn tridiagonalize(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
             off[k] = first;
             continue;
         }
-        for i in k + 1..n {
-            v[i] /= length;
-        }
+        v[k + 1..n].iter_mut().for_each(|x| *x /= length);
         // H A H on the trailing block = A - 2 v q^T - 2 q v^T, with p = A v and q = p - (v^T p) v
         for i in k + 1..n {
             p[i] = (k + 1..n).map(|j| a[i * n + j] * v[j]).sum();
