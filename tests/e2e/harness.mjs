@@ -1,6 +1,6 @@
 // Shared set-up for the browser tests: the site on 127.0.0.1, Debian's Chromium, the native CLI.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,10 +14,10 @@ export const SHOTS = join(ROOT, 'test-results');
  * A fresh headless Chromium with a profile of its own (a persistent context); with `webgpu`,
  * WebGPU is on (SwiftShader's software adapter: `--enable-unsafe-webgpu`, no `--disable-gpu`).
  */
-function startChromium(options = {}, { webgpu = false } = {}) {
+async function startChromium(options = {}, { webgpu = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'blindspot-chromium-'));
   const gpu = webgpu ? ['--enable-unsafe-webgpu'] : ['--disable-gpu'];
-  return chromium.launchPersistentContext(profile, {
+  const context = await chromium.launchPersistentContext(profile, {
     ...options,
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
@@ -27,12 +27,24 @@ function startChromium(options = {}, { webgpu = false } = {}) {
       '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
     viewport: { width: 1280, height: 900 },
   });
+  context.profile = profile;
+  return context;
+}
+
+/** Closes the browser, then deletes its profile (about 55 MB): test runs must not fill the disk. */
+async function closeChromium(context) {
+  await context.close();
+  try {
+    rmSync(context.profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+  } catch {
+    // a leftover profile in the temp dir is harmless
+  }
 }
 
 /** A fresh headless Chromium as launch() starts it, but with service workers allowed and no server. */
 export async function launchBrowser() {
   const context = await startChromium();
-  return { context, close: () => context.close() };
+  return { context, close: () => closeChromium(context) };
 }
 
 /**
@@ -65,7 +77,7 @@ export async function launch({ webgpu = false } = {}) {
   return {
     base, context,
     async close() {
-      await context.close();
+      await closeChromium(context);
       await new Promise((ok) => server.close(ok));
     },
   };
