@@ -13,7 +13,7 @@ const CACHE = 'blindspot/models'; // not 'blindspot-…': sw.js deletes those wh
 const OSTRICH = 9; // the paper's target in Figure 5
 
 const photos = {
-  model: null, labels: [], list: [], lab: null, bytes: null, loading: null,
+  model: null, labels: [], list: [], lab: null, loading: null,
   pixels: null, original: null, result: null, running: false, name: '',
 };
 
@@ -89,8 +89,8 @@ function loadModel() {
     const [labels, list] = await Promise.all([fetchJson(`models/${model.labels}`), fetchJson(`models/${model.photos}`)]);
     photos.labels = labels.names;
     photos.list = list.photos;
-    photos.bytes = bytes;
     photos.lab = new LabWorker();
+    photos.lab.files.set(model.id, Promise.resolve(bytes)); // ensure() loads these, not a second fetch
     await reload();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     status(`${model.name} ready (${cached ? 'from the cache' : 'downloaded'}, ${seconds} s)`);
@@ -112,9 +112,8 @@ function loadModel() {
 }
 
 /** Loads the model into the section's worker (again after a cancel replaced the worker). */
-async function reload() {
-  if (photos.lab.loaded.has(key())) return;
-  await photos.lab.load(key(), photos.bytes.slice(0), photos.model.input.shape);
+function reload() {
+  return photos.lab.ensure(photos.model);
 }
 
 /** The searchable class picker: a datalist of "index: name" over the 1,000 classes. */
