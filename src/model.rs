@@ -7,6 +7,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::error::{chain, Error, Result};
+use crate::output::{self, OutputKind};
 
 /// A loaded classifier: one float input of a fixed shape, class scores out.
 #[derive(Debug, Clone)]
@@ -18,6 +19,16 @@ pub struct Classifier {
     plan: Arc<TypedRunnableModel>,
     input_shape: Vec<usize>,
     classes: usize,
+    /// What the graph's output is and which op made it (see [`crate::output`]).
+    output: Output,
+}
+
+/// What the chosen graph output is: its name, its kind, the op that turned logits into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub name: String,
+    pub kind: OutputKind,
+    pub through: Option<String>,
 }
 
 /// What a classifier says about one input.
@@ -65,19 +76,56 @@ impl Classifier {
         model
             .set_input_fact(0, f32::fact(&shape).into())
             .map_err(|e| Error::Model(chain(&e)))?;
-        let typed = model.into_typed().map_err(|e| {
+        let mut typed = model.into_typed().map_err(|e| {
             Error::Model(format!("input shape {shape:?} does not fit the graph: {}", chain(&e)))
         })?;
+        let chosen = output::choose(&typed, shape[0])?;
+        classes_of(&typed, chosen, shape[0])?;
+        let score = output::read(&typed, chosen, shape[0])?;
+        let output = Output { name: score.name.clone(), kind: score.kind, through: score.through.clone() };
+        typed.select_output_outlets(&[score.logits]).map_err(|e| Error::Model(chain(&e)))?;
+        let classifier = Classifier::finish(typed, shape.clone(), output)?;
+        if score.kind != OutputKind::Logits || !classifier.probes_as_probabilities()? {
+            return Ok(classifier);
+        }
+        // values that sum to 1 without a Softmax at the output: the logits are ln(output)
+        let mut typed = classifier.typed;
+        let p = typed.output_outlets().map_err(|e| Error::Model(chain(&e)))?[0];
+        let logits = output::wire_log(&mut typed, p).map_err(|e| Error::Model(chain(&e)))?;
+        typed.select_output_outlets(&[logits]).map_err(|e| Error::Model(chain(&e)))?;
+        let output = Output { kind: OutputKind::ProbabilitiesByValue, ..classifier.output };
+        Classifier::finish(typed, shape, output)
+    }
+
+    /// Declutters and optimises a typed graph whose only output is the logits.
+    fn finish(typed: TypedModel, shape: Vec<usize>, output: Output) -> Result<Classifier> {
         let decluttered =
             typed.clone().into_decluttered().map_err(|e| Error::Model(format!("simplifying: {}", chain(&e))))?;
         refuse_non_finite_weights(&decluttered)?;
-        let classes = classes_of(&decluttered, shape[0])?;
+        let logits = decluttered.output_outlets().map_err(|e| Error::Model(chain(&e)))?[0];
+        let classes = classes_of(&decluttered, logits, shape[0])?;
         let plan = decluttered
             .clone()
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| Error::Model(format!("optimising: {}", chain(&e))))?;
-        Ok(Classifier { typed, decluttered, plan, input_shape: shape, classes })
+        Ok(Classifier { typed, decluttered, plan, input_shape: shape, classes, output })
+    }
+
+    /// Whether raw outputs at two fixed inputs (mid-grey, and a seeded pattern in [0,1]) are
+    /// probability distributions: a graph that normalises without a Softmax op.
+    fn probes_as_probabilities(&self) -> Result<bool> {
+        let n = self.image_len();
+        let grey = vec![0.5f32; n];
+        let mut rng = crate::rng::Rng(7);
+        let pattern: Vec<f32> = (0..n).map(|_| (rng.uniform() + 1.0) / 2.0).collect();
+        let rows = [self.logits(&grey)?, self.logits(&pattern)?].concat();
+        Ok(output::looks_like_probabilities(&rows))
+    }
+
+    /// What the chosen graph output is (logits, probabilities, log-probabilities) and its name.
+    pub fn output(&self) -> &Output {
+        &self.output
     }
 
     /// The input shape the model was loaded with, batch first.
@@ -353,9 +401,9 @@ fn declared_shape(model: &InferenceModel) -> Result<Vec<usize>> {
     Ok(shape)
 }
 
-/// Class count from the first output: `[batch, k]` or `[k]`.
-fn classes_of(model: &TypedModel, batch: usize) -> Result<usize> {
-    let fact = model.output_fact(0).map_err(|e| Error::Model(chain(&e)))?;
+/// Class count of the score output `outlet`: `[batch, k]`, `[k]` or `[batch, k, 1, 1]`.
+fn classes_of(model: &TypedModel, outlet: OutletId, batch: usize) -> Result<usize> {
+    let fact = model.outlet_fact(outlet).map_err(|e| Error::Model(chain(&e)))?;
     let dims: Option<Vec<usize>> = fact.shape.as_concrete().map(|d| d.to_vec());
     let dims = dims.ok_or_else(|| Error::Model("the output shape is not fixed".into()))?;
     if fact.datum_type != f32::datum_type() {
