@@ -4,6 +4,7 @@ mod axis;
 mod binary;
 mod conv;
 mod einsum;
+mod norm;
 mod pool;
 mod reduce;
 mod shape;
@@ -24,6 +25,7 @@ pub fn has_rule(node: &TypedNode) -> bool {
         || binary::handles(node)
         || conv::handles(node)
         || einsum::handles(node)
+        || norm::handles(node)
         || pool::handles(node)
         || reduce::handles(node)
         || shape::handles(node)
@@ -46,6 +48,8 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dys: &[Option<OutletId>], wanted:
         conv::vjp(b, node, dy, wanted)
     } else if einsum::handles(node) {
         einsum::vjp(b, node, dy, wanted)
+    } else if norm::handles(node) {
+        norm::vjp(b, node, dy, wanted)
     } else if pool::handles(node) {
         pool::vjp(b, node, dy)
     } else if reduce::handles(node) {

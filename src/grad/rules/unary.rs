@@ -1,4 +1,4 @@
-//! Element-wise ops: sigmoid, tanh, exp, ln, sqrt, recip, abs, neg, square, erf, x^c, leaky ReLU, GELU.
+//! Element-wise ops: sigmoid, tanh, exp, ln, sqrt, rsqrt, recip, abs, neg, square, erf, x^c, leaky ReLU, GELU, SiLU.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
@@ -9,7 +9,7 @@ use super::{Backward, Grads};
 
 const RULES: &[&str] = &[
     "Sigmoid", "Tanh", "Exp", "Ln", "Sqrt", "Recip", "Abs", "Neg", "Square", "Erf", "PowConst", "LeakyRelu",
-    "GeluExact", "GeluApproximate",
+    "GeluExact", "GeluApproximate", "Silu", "Rsqrt",
 ];
 
 pub fn handles(node: &TypedNode) -> bool {
@@ -42,6 +42,23 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grad
         "Sqrt" => {
             let two_y = b.scale(n, y, 2.0)?;
             b.div(n, dy, two_y)?
+        }
+        // rsqrt' = -1/2 x^(-3/2) = -y^3 / 2
+        "Rsqrt" => {
+            let sq = b.mul(n, y, y)?;
+            let cube = b.mul(n, sq, y)?;
+            let d = b.scale(n, cube, -0.5)?;
+            b.mul(n, dy, d)?
+        }
+        // silu = x s(x): silu' = s (1 + x (1 - s))
+        "Silu" => {
+            let s = b.wire(n, nn::sigmoid(), &[x])?;
+            let one = b.scalar_like(n, 1.0, x)?;
+            let c = b.sub(n, one, s)?;
+            let xc = b.mul(n, x, c)?;
+            let inner = b.add(n, one, xc)?;
+            let d = b.mul(n, s, inner)?;
+            b.mul(n, dy, d)?
         }
         // (1/x)' = -1/x^2 = -y^2
         "Recip" => {
@@ -170,11 +187,18 @@ mod tests {
     }
 
     #[test]
+    fn silu() -> TractResult<()> {
+        // no f64 kernel: checked in f32 with a larger step, as erf
+        check_graph(&[3, 7], &mut Rng(5), 1e-3, 1e-3, |v| v * 2.0, |m, x| Ok(m.wire_node("op", nn::silu::silu(), &[x])?[0]))
+    }
+
+    #[test]
     fn ops_with_a_domain() -> TractResult<()> {
         let positive = |v: f32| 0.5 + v.abs();
         check(math::ln(), positive)?;
         check(math::sqrt(), positive)?;
         check(math::recip(), positive)?;
+        check(math::rsqrt(), positive)?;
         check(math::abs(), |v| v.signum() * (0.1 + v.abs()))
     }
 }
