@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, cli, launch, openPage, readPack, screenshot, tempDir, writeNpy } from './harness.mjs';
+import { ROOT, cli, launch, openPage, readPack, screenshot, tempDir, waitForMessage, writeNpy } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -62,6 +62,9 @@ test('every shipped model loads in the page and classifies a digit', async () =>
   const page = await openPage(browser.context, `${browser.base}?digit=3`);
   await waitReady(page);
   for (const m of manifest.models) {
+    // the previous model's answer stays on show until this one's arrives (the state says "ready"
+    // before the digit is classified): take it away, so the label read below is this model's
+    await page.evaluate(() => { delete document.querySelector('#prediction').dataset.label; });
     await page.selectOption('#model', m.id);
     await page.waitForFunction((id) => document.body.dataset.modelState === 'ready'
       && new URL(location.href).searchParams.get('model') === id
@@ -88,14 +91,15 @@ test('a model that fails to load shows its error, and the page keeps working', a
   assert.equal(await page.textContent('#predicted'), '–');
   await screenshot(page, 'load-error.png');
 
+  // the previous model's error state and message: this model's own message names its file
   await page.selectOption('#model', 'fc10-1e-2');
+  const unsupported = /the model uses operators blindspot cannot run: FancyWarp \(node "warp_layer"\)/;
+  assert.match(await waitForMessage(page, '#error', unsupported, { includes: '(fc10-1e-2.onnx)' }), unsupported);
   await page.waitForSelector('body[data-model-state="error"]');
-  assert.match(await page.textContent('#error'),
-    /the model uses operators blindspot cannot run: FancyWarp \(node "warp_layer"\)/);
 
   await page.selectOption('#model', 'fc10-1e-4');
+  assert.match(await waitForMessage(page, '#error', /404/, { includes: '(fc10-1e-4.onnx)' }), /404/);
   await page.waitForSelector('body[data-model-state="error"]');
-  assert.match(await page.textContent('#error'), /404/);
 
   await page.selectOption('#model', 'cnn');
   await waitReady(page);

@@ -1,4 +1,5 @@
 // Shared set-up for the browser tests: the site on 127.0.0.1, Debian's Chromium, the native CLI.
+import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -147,4 +148,31 @@ export function readNpy(path) {
 export async function pageReady(page) {
   await page.waitForSelector('body[data-model-state="ready"]', { timeout: 60_000 });
   await page.waitForSelector('#prediction[data-label]');
+}
+
+/**
+ * Waits for a case's own message: the element at `selector` shown (not hidden), its text matching
+ * `pattern`, containing `includes` when given (the case's file name, say) and differing from
+ * `previous` when given (the text on show before the case's action). A wait for "the element is
+ * shown" alone is satisfied by the previous case's message, still on show until this one's comes.
+ * Resolves to the text. On a timeout it resolves to the text on show instead of throwing, so the
+ * caller's assert.match prints what the page really says; a text that is still `previous`, or that
+ * lacks `includes`, is not this case's answer and fails here.
+ */
+export async function waitForMessage(page, selector, pattern, { includes = '', previous, timeout } = {}) {
+  const wanted = { selector, source: pattern.source, flags: pattern.flags, includes, previous: previous ?? null };
+  try {
+    await page.waitForFunction((w) => {
+      const el = document.querySelector(w.selector);
+      if (!el || el.hidden) return false;
+      const text = el.textContent;
+      return text !== w.previous && text.includes(w.includes) && new RegExp(w.source, w.flags).test(text);
+    }, wanted, timeout === undefined ? {} : { timeout });
+  } catch (e) {
+    if (e?.name !== 'TimeoutError' && !/Timeout \d+ms exceeded/.test(e?.message ?? '')) throw e;
+  }
+  const text = await page.textContent(selector);
+  if (previous !== undefined) assert.notEqual(text, previous, `${selector} still shows the previous case's message: "${text}"`);
+  if (includes) assert.ok(text.includes(includes), `${selector} shows no message about ${includes}: "${text}"`);
+  return text;
 }

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { deflateSync } from 'node:zlib';
-import { ROOT, launch, openPage, pageReady, screenshot } from './harness.mjs';
+import { ROOT, launch, openPage, pageReady, screenshot, waitForMessage } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -75,9 +75,11 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
   ];
   let cases = 0;
   for (const [what, file, message] of models) {
+    // this case's message names its file ("name (yours) (name) could not be loaded: ..."): a wait
+    // for any message on show could read the previous case's
+    const previous = await errorText(page);
     await page.setInputFiles('#model-file', { mimeType: 'application/octet-stream', ...file });
-    await page.waitForFunction(() => !document.querySelector('#error').hidden);
-    const text = await errorText(page);
+    const text = await waitForMessage(page, '#error', message, { includes: `(${file.name})`, previous });
     assert.match(text, message, `${what}: "${text}"`);
     console.log(`${what}: ${text}`);
     await page.setInputFiles('#model-file', []);
@@ -87,9 +89,9 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
 
   // a model that makes tract panic (found by fuzzing: a Flatten axis past the input's rank): the
   // wasm traps, the page says so, the worker is replaced, and the page goes on working
+  const beforePanic = await errorText(page);
   await page.setInputFiles('#model-file', { name: 'panic.onnx', mimeType: 'application/octet-stream', buffer: readFileSync(join(ROOT, 'fuzz/regressions/flatten-axis-out-of-range.onnx')) });
-  await page.waitForFunction(() => /internal error/.test(document.querySelector('#error').textContent));
-  const panicText = await errorText(page);
+  const panicText = await waitForMessage(page, '#error', /could not be loaded: internal error/, { includes: '(panic.onnx)', previous: beforePanic });
   assert.match(panicText, /could not be loaded: internal error: range end index 37 out of range for slice of length 4 \(at tract-hir-0\.23\.9\/src\/ops\/array\/flatten\.rs:15:18\)/);
   assert.match(panicText, /blindspot's worker was restarted: pick another model/);
   console.log(`a panic in tract: ${panicText.replace(/\s+/g, ' ')}`);
@@ -111,7 +113,9 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
 
   // a model that loads and classifies but has an op with no gradient rule: the attack says which
   await page.setInputFiles('#model-file', { name: 'wavy.onnx', mimeType: 'application/octet-stream', buffer: fixture('no-gradient.onnx') });
-  await page.waitForSelector('body[data-model-state="ready"]');
+  // FC100-100-10 is ready until the file is read: wait for this model's own "ready"
+  await page.waitForFunction(() => document.querySelector('#model').value === 'local:wavy.onnx'
+    && document.body.dataset.modelState === 'ready');
   await page.click('#run-attack');
   await page.waitForFunction(() => /attack failed/.test(document.querySelector('#attack-status').textContent));
   assert.match(await page.textContent('#attack-status'), /Sin.*wobble|wobble.*Sin/);
@@ -127,9 +131,10 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
     ['an image with a wrong type', { name: 'fake.png', mimeType: 'image/png', buffer: Buffer.from('plain text, sent as a PNG') }, /could not be read as an image/],
   ];
   for (const [what, file, message] of images) {
+    // the previous case's message stays on show until this one's arrives (nothing clears it)
+    const previous = await errorText(page);
     await page.setInputFiles('#image-file', file);
-    await page.waitForFunction(() => !document.querySelector('#error').hidden);
-    const text = await errorText(page);
+    const text = await waitForMessage(page, '#error', message, { previous });
     assert.match(text, message, `${what}: "${text}"`);
     console.log(`${what}: ${text}`);
     await page.setInputFiles('#image-file', []);
@@ -210,7 +215,7 @@ test('a worker that cannot start is tried three times, then the page says so ins
   assert.ok(starts >= 1 && starts <= 3, `the worker was started ${starts} times`);
   // a later request answers at once with the reason
   await page.selectOption('#model', 'cnn');
-  await page.waitForFunction(() => /keeps failing/.test(document.querySelector('#error').textContent));
+  assert.match(await waitForMessage(page, '#error', /keeps failing/, { includes: '(cnn.onnx)' }), /keeps failing/);
   assert.equal(starts <= 3, true);
   await page.close();
 });

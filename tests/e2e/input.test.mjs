@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, SHOTS, launch, openPage, readPack, screenshot, pageReady as ready } from './harness.mjs';
+import { ROOT, SHOTS, launch, openPage, readPack, screenshot, waitForMessage, pageReady as ready } from './harness.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -91,9 +91,10 @@ test('a pasted image is classified; non-images and broken images are refused cle
     }).then((b) => Buffer.from(b)) }, /no digit in it/],
   ];
   for (const [file, message] of cases) {
+    // the previous case's message stays on show until this one's arrives (nothing clears it)
+    const previous = await page.textContent('#error');
     await page.setInputFiles('#image-file', file);
-    await page.waitForSelector('#error:not([hidden])');
-    assert.match(await page.textContent('#error'), message);
+    assert.match(await waitForMessage(page, '#error', message, { previous }), message);
     await page.setInputFiles('#image-file', []);
   }
   // the page goes on working: a test digit is classified and the error clears on the next image
@@ -123,6 +124,9 @@ test('drag and drop: a dropped .onnx model loads and classifies, a dropped PNG o
   await ready(page);
   const requests = [];
   page.on('request', (r) => requests.push(r.url()));
+  // the CNN's answer stays on show until the dropped model's arrives (the state says "ready"
+  // before the digit is classified): take it away, so what is read below is the new model's
+  await page.evaluate(() => { delete document.querySelector('#prediction').dataset.label; });
   // a shipped model's bytes under another name: the page cannot know it from its name
   const dropped = await drop(page, readFileSync(join(ROOT, 'models/fc10-1.onnx')), 'my-linear.onnx', '');
   assert.deepEqual(dropped, { highlighted: true, prevented: true, after: false }, 'the page shows the drop target and takes the drop');
@@ -133,7 +137,9 @@ test('drag and drop: a dropped .onnx model loads and classifies, a dropped PNG o
   const mine = JSON.parse(await page.getAttribute('#prediction', 'data-probabilities'));
   assert.equal(Number(await page.getAttribute('#prediction', 'data-label')), 7);
   assert.deepEqual(requests.filter((u) => u.includes('.onnx')), [], 'the dropped model was not fetched or sent');
-  // the same weights as the shipped FC10(1): the same probabilities, to the last bit
+  // the same weights as the shipped FC10(1): the same probabilities, to the last bit (so the
+  // dropped model's answer, still on show, would pass for FC10(1)'s: take it away first)
+  await page.evaluate(() => { delete document.querySelector('#prediction').dataset.label; });
   await page.selectOption('#model', 'fc10-1');
   await page.waitForFunction(() => document.body.dataset.modelState === 'ready' && document.querySelector('#model').value === 'fc10-1'
     && document.querySelector('#prediction').dataset.label !== undefined);
@@ -258,9 +264,13 @@ test('a drawn or uploaded digit is in the link (image=): opening it gives the sa
 
   // an uploaded photo goes into the link the same way
   const pack = readPack('mnist-test-1k.bin');
+  // the caption and the link change before the photo is classified; its probabilities are compared
+  // below: take the drawing's answer away, and wait for the photo's own
+  await page.evaluate(() => { delete document.querySelector('#prediction').dataset.label; });
   await page.setInputFiles('#image-file', { name: 'digit.png', mimeType: 'image/png', buffer: await photoOf(page, pack.input(8)) });
   await page.waitForFunction(() => document.querySelector('#digit-caption').textContent.startsWith('your image'));
   await page.waitForFunction((before) => new URL(location.href).searchParams.get('image') !== before, param);
+  await page.waitForSelector('#prediction[data-digit="-1"][data-label]');
   const uploaded = new URL(page.url());
   assert.equal(uploaded.searchParams.has('run'), false, 'a new image: no result on show');
   const third = await openPage(browser.context, uploaded.href);

@@ -25,6 +25,8 @@ test('100 attacks in a row: wasm memory and JS heap stay flat after warm-up', as
     await page.click(`.thumb[data-index="${i % 40}"]`);
     await page.waitForFunction((i) => document.querySelector('#prediction').dataset.digit === String(i % 40), i);
     await page.click(`#targets button[data-target="${(i * 3 + 1) % 10}"]`);
+    // the previous attack's result is on show: hide it, so only this attack's result shows it again
+    await page.evaluate(() => { document.querySelector('#attack-result').hidden = true; });
     await page.click('#run-attack');
     await page.waitForFunction(() => !document.querySelector('#attack-result').hidden
       && document.querySelector('#run-attack').disabled === false, null, { timeout: 60_000 });

@@ -30,6 +30,8 @@ const leadingNumber = (cell) => Number(cell.match(/^[\d.]+/)[0]);
 /** Clicks a part's Run button with `n` digits and waits until it is done; resolves to its status. */
 async function run(part, n, timeout = 120_000) {
   await page.fill('#tour-n', String(n));
+  // an earlier run of this part left its end state ("done", "cancelled"): wait for this run's own
+  await page.evaluate((id) => { delete document.getElementById(id).dataset.state; }, part);
   await page.click(`#${part}-run`);
   await page.waitForSelector(`#${part}:is([data-state="done"], [data-state="error"], [data-state="cancelled"])`, { timeout });
   const status = await page.textContent(`#${part}-status`);

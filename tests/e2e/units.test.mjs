@@ -24,8 +24,14 @@ async function find(page, { tensor, set = '1k', unit, seed, k = 8 }) {
   await page.fill('#units-seed', String(seed));
   await page.fill('#units-k', String(k));
   await page.click('#units-run');
-  await page.waitForFunction((want) => document.querySelector('#units').dataset.state === 'ranked'
-    && JSON.parse(document.querySelector('#units').dataset.choice).seed === want, seed, { timeout: 120_000 });
+  // this ranking's own choice, model included: an earlier find() may have left "ranked" with the same seed
+  await page.waitForFunction((want) => {
+    const section = document.querySelector('#units');
+    if (section.dataset.state !== 'ranked') return false;
+    const choice = JSON.parse(section.dataset.choice);
+    return choice.model === document.querySelector('#units-model').value
+      && ['tensor', 'set', 'unit', 'seed', 'k'].every((key) => choice[key] === want[key]);
+  }, { tensor, set, unit, seed, k }, { timeout: 120_000 });
   const read = (id) => page.$eval(id, (e) => ({ digits: e.dataset.digits.split(',').map(Number), values: JSON.parse(e.dataset.values) }));
   return { unit: await read('#units-unit-top'), direction: await read('#units-direction-top') };
 }
@@ -137,8 +143,15 @@ test('a model dropped into the lab is offered too: its layers and rankings are t
   assert.equal(await page.inputValue('#units-model'), 'cnn', 'the panel keeps its own choice');
   /** Picks `model` in the panel and waits for its layers. */
   const pick = async (model) => {
+    // the previous model's layer list is enabled until the new one loads, and the twin's options
+    // read the same: mark the options on show, and wait for a list without the marks (or an error)
+    await page.$$eval('#units-tensor option', (os) => os.forEach((o) => { o.dataset.before = ''; }));
     await page.selectOption('#units-model', model);
-    await page.waitForSelector('#units-tensor:not([disabled])', { timeout: 60_000 });
+    await page.waitForFunction(() => {
+      const select = document.querySelector('#units-tensor');
+      return (!select.disabled && select.options.length > 0 && select.options[0].dataset.before === undefined)
+        || /could not be loaded/.test(document.querySelector('#units-status').textContent);
+    }, null, { timeout: 60_000 });
     return page.$$eval('#units-tensor option', (os) => os.map((o) => o.textContent));
   };
   const mine = await pick('local:my-mlp.onnx');
