@@ -31,6 +31,16 @@ pub struct Output {
     pub through: Option<String>,
 }
 
+impl Output {
+    /// In words, for the page and the CLI: `logits "logits"`, `probabilities "probs" (Softmax "softmax")`.
+    pub fn describe(&self) -> String {
+        match &self.through {
+            Some(node) => format!("{} \"{}\" (Softmax \"{node}\")", self.kind.name(), self.name),
+            None => format!("{} \"{}\"", self.kind.name(), self.name),
+        }
+    }
+}
+
 /// What a classifier says about one input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classification {

@@ -194,6 +194,13 @@ impl Model {
         self.inner.classes()
     }
 
+    /// What the graph's score output is, in words: "logits", or "probabilities (Softmax \"s\") of
+    /// output \"probs\"" (the attack works on the logits behind it).
+    #[wasm_bindgen(getter)]
+    pub fn output(&self) -> String {
+        self.inner.output().describe()
+    }
+
     /// The objective (`ce` or `margin`, against class `target`) at `pixels` and its gradient.
     pub fn gradient(&self, objective: &str, pixels: &[f32], target: usize) -> Result<Gradient, JsError> {
         let mut cache = self.gradients.borrow_mut();

@@ -67,6 +67,14 @@ fn probabilities_are_the_models_own_and_logits_the_shipped_models() {
 }
 
 #[test]
+fn the_output_is_described_with_its_name_and_node() {
+    assert_eq!(fixture("mlp-softmax.onnx").output().describe(), "probabilities \"probs\" (Softmax \"softmax\")");
+    assert_eq!(fixture("mlp-label-and-probs.onnx").output().describe(), "probabilities \"probabilities\" (Softmax \"softmax\")");
+    let shipped = Classifier::load(&read("models/fc100-100-10.onnx"), None).unwrap();
+    assert_eq!(shipped.output().describe(), "logits \"logits\"");
+}
+
+#[test]
 fn gradients_and_attacks_are_the_shipped_models() {
     let oracle = expected();
     let x = floats(&oracle["digits"][0]);

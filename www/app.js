@@ -177,7 +177,7 @@ async function selectModel(id) {
     if (imageShape !== `1x${state.pack.rows}x${state.pack.cols}`) {
       throw new Error(`it takes inputs of shape [${info.inputShape.join(', ')}]; the digits here are 1x${state.pack.rows}x${state.pack.cols}`);
     }
-    setStatus(`ready · ${kilobytes(info.size)} · input [${info.inputShape.join(', ')}] · loaded in ${Math.round(info.ms)} ms`);
+    setStatus(`ready · ${kilobytes(info.size)} · input [${info.inputShape.join(', ')}] · output: ${info.output} · loaded in ${Math.round(info.ms)} ms`);
     if (!info.pending) showBackend(info);
     document.body.dataset.modelState = 'ready';
     await classifyDigit(state.digit);

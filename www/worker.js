@@ -136,7 +136,7 @@ const ops = {
     models.get(key)?.free();
     models.set(key, model);
     if (backend) preference = backend;
-    const about = { inputShape: Array.from(model.inputShape), classes: model.classes };
+    const about = { inputShape: Array.from(model.inputShape), classes: model.classes, output: model.output };
     if (preference === 'auto') {
       // The automatic choice (asking for an adapter, racing CPU and GPU: 0.2-0.5 s) is not worth
       // delaying the first classification for: the model starts on the CPU, and the page asks

@@ -21,6 +21,7 @@ async function attackTo3(page) {
 test('a Softmax-ending MNIST model dropped in the lab shows the shipped model\'s probabilities and attacks to the same distortion', async () => {
   const page = await openPage(browser.context, `${browser.base}?model=fc100-100-10&digit=0`);
   await pageReady(page);
+  assert.match(await page.textContent('#model-status'), /output: logits "logits"/);
   const shipped = JSON.parse(await page.getAttribute('#prediction', 'data-probabilities'));
   const base = await attackTo3(page);
   assert.equal(base.success, 'true');
@@ -29,6 +30,8 @@ test('a Softmax-ending MNIST model dropped in the lab shows the shipped model\'s
     await page.setInputFiles('#model-file', { name, mimeType: 'application/octet-stream', buffer: readFileSync(join(ROOT, 'tests/fixtures/outputs', name)) });
     await page.waitForFunction((id) => document.querySelector('#model').value === id && document.body.dataset.modelState === 'ready'
       && document.querySelector('#prediction').dataset.label !== undefined, `local:${name}`, { timeout: 30_000 });
+    assert.match(await page.textContent('#model-status'), name === 'mlp-logsoftmax.onnx'
+      ? /output: log-probabilities "logp" \(Softmax "log_softmax[^"]*"\)/ : /output: probabilities "probs" \(Softmax "softmax"\)/);
     const mine = JSON.parse(await page.getAttribute('#prediction', 'data-probabilities'));
     assert.equal(mine.length, 10);
     mine.forEach((p, k) => assert.ok(Math.abs(p - shipped[k]) < 1e-5, `${name} class ${k}: ${p} vs the shipped model's ${shipped[k]}`));
