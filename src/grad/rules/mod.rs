@@ -4,6 +4,7 @@ mod axis;
 mod binary;
 mod conv;
 mod einsum;
+mod lrn;
 mod norm;
 mod pool;
 mod reduce;
@@ -25,6 +26,7 @@ pub fn has_rule(node: &TypedNode) -> bool {
         || binary::handles(node)
         || conv::handles(node)
         || einsum::handles(node)
+        || lrn::handles(node)
         || norm::handles(node)
         || pool::handles(node)
         || reduce::handles(node)
@@ -48,6 +50,8 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dys: &[Option<OutletId>], wanted:
         conv::vjp(b, node, dy, wanted)
     } else if einsum::handles(node) {
         einsum::vjp(b, node, dy, wanted)
+    } else if lrn::handles(node) {
+        lrn::vjp(b, node, dy)
     } else if norm::handles(node) {
         norm::vjp(b, node, dy, wanted)
     } else if pool::handles(node) {
