@@ -7,7 +7,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::error::{chain, Error, Result};
-use crate::output::{self, OutputKind};
+use crate::output::{self, Output, OutputKind};
 
 /// A loaded classifier: one float input of a fixed shape, class scores out.
 #[derive(Debug, Clone)]
@@ -21,24 +21,6 @@ pub struct Classifier {
     classes: usize,
     /// What the graph's output is and which op made it (see [`crate::output`]).
     output: Output,
-}
-
-/// What the chosen graph output is: its name, its kind, the op that turned logits into it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    pub name: String,
-    pub kind: OutputKind,
-    pub through: Option<String>,
-}
-
-impl Output {
-    /// In words, for the page and the CLI: `logits "logits"`, `probabilities "probs" (Softmax "softmax")`.
-    pub fn describe(&self) -> String {
-        match &self.through {
-            Some(node) => format!("{} \"{}\" (Softmax \"{node}\")", self.kind.name(), self.name),
-            None => format!("{} \"{}\"", self.kind.name(), self.name),
-        }
-    }
 }
 
 /// What a classifier says about one input.
@@ -91,11 +73,10 @@ impl Classifier {
         })?;
         let chosen = output::choose(&typed, shape[0])?;
         classes_of(&typed, chosen, shape[0])?;
-        let score = output::read(&typed, chosen, shape[0])?;
-        let output = Output { name: score.name.clone(), kind: score.kind, through: score.through.clone() };
-        typed.select_output_outlets(&[score.logits]).map_err(|e| Error::Model(chain(&e)))?;
+        let (output, logits) = output::read(&typed, chosen, shape[0])?;
+        typed.select_output_outlets(&[logits]).map_err(|e| Error::Model(chain(&e)))?;
         let classifier = Classifier::finish(typed, shape.clone(), output)?;
-        if score.kind != OutputKind::Logits || !classifier.probes_as_probabilities()? {
+        if classifier.output.kind != OutputKind::Logits || !classifier.probes_as_probabilities()? {
             return Ok(classifier);
         }
         // values that sum to 1 without a Softmax at the output: the logits are ln(output)

@@ -35,16 +35,24 @@ impl OutputKind {
     }
 }
 
-/// The class-score output of a typed graph and the logits behind it.
-#[derive(Debug, Clone)]
-pub struct ScoreOutput {
+/// What the chosen graph output is: its name, its kind, the op that turned logits into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
     /// The graph output used (its ONNX name).
     pub name: String,
     pub kind: OutputKind,
-    /// Where the logits are: the output itself, or the input of its final Softmax.
-    pub logits: OutletId,
     /// The node that turns logits into the output (the Softmax), when there is one.
     pub through: Option<String>,
+}
+
+impl Output {
+    /// In words, for the page and the CLI: `logits "logits"`, `probabilities "probs" (Softmax "softmax")`.
+    pub fn describe(&self) -> String {
+        match &self.through {
+            Some(node) => format!("{} \"{}\" (Softmax \"{node}\")", self.kind.name(), self.name),
+            None => format!("{} \"{}\"", self.kind.name(), self.name),
+        }
+    }
 }
 
 fn model_err(e: TractError) -> Error {
@@ -81,7 +89,7 @@ pub fn choose(model: &TypedModel, batch: usize) -> Result<OutletId> {
         .iter()
         .copied()
         .filter(|o| {
-            model.outlet_fact(*o).is_ok_and(|f| f.datum_type == f32::datum_type() && per_image(f, batch).is_some_and(|k| k > 1))
+            float(o) && model.outlet_fact(*o).is_ok_and(|f| per_image(f, batch).is_some_and(|k| k > 1))
         })
         .collect();
     match candidates.as_slice() {
@@ -110,8 +118,9 @@ fn element_wise(node: &TypedNode, name: &str) -> bool {
     node.op_as::<ElementWiseOp>().is_some_and(|op| op.0.name() == name)
 }
 
-/// Reads what `output` is by walking back through layout ops to the op that made it.
-pub fn read(model: &TypedModel, output: OutletId, batch: usize) -> Result<ScoreOutput> {
+/// Reads what `output` is by walking back through layout ops to the op that made it; also
+/// returns where its logits are (the output itself, or the input of its final Softmax).
+pub fn read(model: &TypedModel, output: OutletId, batch: usize) -> Result<(Output, OutletId)> {
     let name = outlet_name(model, output);
     let classes = per_image(model.outlet_fact(output).map_err(model_err)?, batch).unwrap_or(0);
     let mut at = output;
@@ -133,17 +142,13 @@ pub fn read(model: &TypedModel, output: OutletId, batch: usize) -> Result<ScoreO
                 SoftmaxKind::Softmax => OutputKind::Probabilities,
                 SoftmaxKind::LogSoftmax => OutputKind::LogProbabilities,
             };
-            return Ok(ScoreOutput { name, kind, logits: node.inputs[0], through: Some(node.name.clone()) });
+            return Ok((Output { name, kind, through: Some(node.name.clone()) }, node.inputs[0]));
         }
         if element_wise(node, "Ln") {
             let inner = model.node(node.inputs[0].node);
             if softmax_over_classes(inner) == Some(SoftmaxKind::Softmax) {
-                return Ok(ScoreOutput {
-                    name,
-                    kind: OutputKind::LogProbabilities,
-                    logits: inner.inputs[0],
-                    through: Some(inner.name.clone()),
-                });
+                let through = Some(inner.name.clone());
+                return Ok((Output { name, kind: OutputKind::LogProbabilities, through }, inner.inputs[0]));
             }
         }
         if node.op_as::<Softmax>().is_some() {
@@ -158,7 +163,7 @@ pub fn read(model: &TypedModel, output: OutletId, batch: usize) -> Result<ScoreO
                 node.name
             )));
         }
-        return Ok(ScoreOutput { name, kind: OutputKind::Logits, logits: output, through: None });
+        return Ok((Output { name, kind: OutputKind::Logits, through: None }, output));
     }
 }
 
