@@ -43,5 +43,7 @@ test('a Softmax-ending MNIST model dropped in the lab shows the shipped model\'s
     console.log(`${name}: p(7) ${mine[7].toFixed(4)} (shipped ${shipped[7].toFixed(4)}), distortion ${Number(ours.distortion).toFixed(5)} (shipped ${Number(base.distortion).toFixed(5)})`);
   }
   await screenshot(page, 'byom-softmax.png');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: join(ROOT, 'test-results/byom-softmax-phone.png') });
   assert.deepEqual(page.problems, []);
 });
