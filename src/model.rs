@@ -39,38 +39,7 @@ impl Classifier {
     }
 
     fn load_unguarded(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Classifier> {
-        if bytes.is_empty() {
-            return Err(Error::NotOnnx("the file is empty".into()));
-        }
-        let onnx = tract_onnx::onnx();
-        let proto = onnx
-            .proto_model_for_read(&mut &bytes[..])
-            .map_err(|e| Error::NotOnnx(format!("the protobuf does not decode ({})", chain(&e))))?;
-        let Some(graph) = proto.graph.as_ref() else {
-            return Err(Error::NotOnnx("the file holds no graph".into()));
-        };
-        check_graph(graph)?;
-        let mut model = onnx
-            .model_for_proto_model(&proto)
-            .map_err(|e| Error::Model(format!("parsing the graph failed: {}", chain(&e))))?;
-        refuse_unsupported(&model)?;
-        let inputs = model.input_outlets().map_err(|e| Error::Model(chain(&e)))?.len();
-        if inputs != 1 {
-            return Err(Error::Model(format!("it has {inputs} inputs; an image classifier has one")));
-        }
-        let shape = match input_shape {
-            Some(s) => s.to_vec(),
-            None => declared_shape(&model)?,
-        };
-        if shape.contains(&0) {
-            return Err(Error::Model(format!("input shape {shape:?} has an empty dimension")));
-        }
-        model
-            .set_input_fact(0, f32::fact(&shape).into())
-            .map_err(|e| Error::Model(chain(&e)))?;
-        let mut typed = model.into_typed().map_err(|e| {
-            Error::Model(format!("input shape {shape:?} does not fit the graph: {}", chain(&e)))
-        })?;
+        let (mut typed, shape) = typed_graph(bytes, input_shape)?;
         let chosen = output::choose(&typed, shape[0])?;
         classes_of(&typed, chosen, shape[0])?;
         let (output, logits) = output::read(&typed, chosen, shape[0])?;
@@ -206,6 +175,7 @@ impl Classifier {
             let result = self.plan.run(tvec!(input.into())).map_err(|e| Error::Run(chain(&e)))?;
             let scores = result[0].to_plain_array_view::<f32>().map_err(|e| Error::Run(chain(&e)))?;
             let flat: Vec<f32> = scores.iter().copied().collect();
+            crate::grad::refuse_non_finite("class scores", &flat)?;
             for row in flat.chunks(self.classes).take(chunk.len() / per) {
                 out.push(row.to_vec());
             }
@@ -254,6 +224,53 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let exps: Vec<f64> = logits.iter().map(|&z| (z as f64 - max).exp()).collect();
     let sum: f64 = exps.iter().sum();
     exps.iter().map(|e| (e / sum) as f32).collect()
+}
+
+/// Any single-input ONNX graph, typed at `input_shape` (`None`: the declared shape, a symbolic
+/// batch set to 1), with the checks a classifier gets before tract sees it: a readable protobuf,
+/// outputs that exist, raw data tract can read, window attributes that fit, every op known to
+/// tract. Returns the typed graph (not decluttered: it keeps every ONNX tensor name) and the shape.
+/// [`Classifier::load`] is this plus the class-score output; the conformance replay
+/// (tests/conformance.rs) loads ONNX's own test graphs through it.
+pub fn load_graph(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<(TypedModel, Vec<usize>)> {
+    guarded("loading", || typed_graph(bytes, input_shape))
+}
+
+fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<(TypedModel, Vec<usize>)> {
+    if bytes.is_empty() {
+        return Err(Error::NotOnnx("the file is empty".into()));
+    }
+    let onnx = tract_onnx::onnx();
+    let proto = onnx
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| Error::NotOnnx(format!("the protobuf does not decode ({})", chain(&e))))?;
+    let Some(graph) = proto.graph.as_ref() else {
+        return Err(Error::NotOnnx("the file holds no graph".into()));
+    };
+    check_graph(graph)?;
+    refuse_misread(graph)?;
+    let mut model = onnx
+        .model_for_proto_model(&proto)
+        .map_err(|e| Error::Model(format!("parsing the graph failed: {}", chain(&e))))?;
+    refuse_unsupported(&model)?;
+    let inputs = model.input_outlets().map_err(|e| Error::Model(chain(&e)))?.len();
+    if inputs != 1 {
+        return Err(Error::Model(format!("it has {inputs} inputs; an image classifier has one")));
+    }
+    let shape = match input_shape {
+        Some(s) => s.to_vec(),
+        None => declared_shape(&model)?,
+    };
+    if shape.contains(&0) {
+        return Err(Error::Model(format!("input shape {shape:?} has an empty dimension")));
+    }
+    model
+        .set_input_fact(0, f32::fact(&shape).into())
+        .map_err(|e| Error::Model(chain(&e)))?;
+    let typed = model.into_typed().map_err(|e| {
+        Error::Model(format!("input shape {shape:?} does not fit the graph: {}", chain(&e)))
+    })?;
+    Ok((typed, shape))
 }
 
 /// Names every node whose op tract does not know, before any typing is attempted.
@@ -343,6 +360,36 @@ fn check_graph(graph: &tract_onnx::pb::GraphProto) -> Result<()> {
                     kernel_rank.map_or("unknown".into(), |k| k.to_string())
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Attributes tract 0.23.9 parses past without reading, so it would compute another function
+/// than the file's: found by ONNX's conformance cases (tests/conformance.rs), refused by node.
+fn refuse_misread(graph: &tract_onnx::pb::GraphProto) -> Result<()> {
+    for node in &graph.node {
+        let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
+        let text = |name: &str| attr(name).map(|a| String::from_utf8_lossy(&a.s).to_string());
+        let why = match node.op_type.as_str() {
+            "SpaceToDepth" if text("mode").is_some_and(|m| m != "DCR") => Some(format!(
+                "mode {} is not read by tract, which computes DCR; re-export with SpaceToDepth in DCR mode \
+                 (or a Reshape-Transpose-Reshape)",
+                text("mode").unwrap_or_default()
+            )),
+            "Swish" if attr("alpha").is_some_and(|a| a.f != 1.0) => Some(format!(
+                "alpha {} is not read by tract, which computes x * sigmoid(x); write it as Mul(x, Sigmoid(Mul(x, alpha)))",
+                attr("alpha").map_or(1.0, |a| a.f)
+            )),
+            "RNN" | "GRU" | "LSTM" if text("direction").is_some_and(|d| d == "reverse") => Some(
+                "tract 0.23.9 gives other values than ONNX for direction \"reverse\" (ONNX's own test cases); \
+                 reverse the sequence axis before the layer and run it forward"
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(Error::Model(format!("node \"{}\" ({}): {why}", node.name, node.op_type)));
         }
     }
     Ok(())

@@ -23,7 +23,8 @@ The oracle is a float64 central finite difference of the scalar objective
     f(x) = <v, out(x)>      (v: seeded standard normal, the expected output's shape)
 
 along 3 seeded standard-normal directions u_k (x's shape), each with the steps
-h in (1e-2, 1e-3, 1e-4) * max(1, rms(x)):  d(u, h) = (f(x + h u) - f(x - h u)) / (2 h),
+h in (1e-3, 1e-5, 1e-7) * max(1, rms(x)) for a float64 oracle, (1e-2, 1e-3, 1e-4) * max(1, rms(x))
+for a float32 one:  d(u, h) = (f(x + h u) - f(x - h u)) / (2 h),
 an estimate of <grad f(x), u>. v and u_k are drawn in float64 and rounded to float32; those
 float32 values are what the oracle uses and what is stored, so a consumer replays them
 exactly. All 3 x 3 numbers are stored: at a kink (ReLU at 0, a max-pool tie) or a jump
@@ -71,6 +72,11 @@ Writes, under tests/fixtures/conformance/ (or --out DIR):
       directions         [u_1, u_2, u_3], each flat, row-major (x's shape)
       steps              [h_1, h_2, h_3], the scaled steps actually used
       derivatives        [[d(u_k, h_1), d(u_k, h_2), d(u_k, h_3)] for k = 1..3]
+      one_sided          [[(f(x) - f(x - h_3 u_k)) / h_3, (f(x + h_3 u_k) - f(x)) / h_3] for k]:
+                         the left and right derivatives at the smallest step; they differ
+                         where x sits on a kink
+      jittered           only where they differ: the derivatives at x_jittered (in the .npz),
+                         x + 1e-3 max(1, rms(x)) w, off the kinks (w seeded standard normal)
   a skipped case: {source, case, ops, skipped: reason}.
   Float32 values are written as the shortest decimal that reads back (through float64, as
   JSON parsers do) as the same float32; steps are float64 reprs; derivatives are rounded to
@@ -130,7 +136,8 @@ SOURCES = ("node", "pytorch-converted", "pytorch-operator")
 
 MAX_ELEMENTS = 200_000
 ORACLE_CPU_LIMIT_S = 120  # CPU seconds, not wall time: the same verdict on a loaded machine
-STEPS = (1e-2, 1e-3, 1e-4)
+STEPS = (1e-2, 1e-3, 1e-4)  # float32 oracles; the probes that choose an oracle
+STEPS_F64 = (1e-3, 1e-5, 1e-7)  # float64 oracles: small enough for x ~ 1e4 ("large_number")
 DIRECTIONS = 3
 FORWARD_RTOL, FORWARD_ATOL = 1e-3, 1e-4
 MANIFEST_LIMIT = 40_000_000
@@ -644,18 +651,40 @@ def oracle(source, name, model, x, input_name, expected, output_name):
         out = out.reshape(expected.shape)
         return float(np.sum(v64 * out))
 
-    steps = [h * scale0 for h in STEPS]
-    derivs = []
+    steps = [h * scale0 for h in (STEPS_F64 if ev.kind == "reference-f64" else STEPS)]
+    derivs, one_sided = [], []
+    f0 = f(x64)
     for u in us:
         u64 = u.astype(np.float64)
         row = []
         for h in steps:
-            d = (f(x64 + h * u64) - f(x64 - h * u64)) / (2.0 * h)
+            up, down = f(x64 + h * u64), f(x64 - h * u64)
+            d = (up - down) / (2.0 * h)
             if not math.isfinite(d):
                 raise Skip("non-finite oracle")
             row.append(d)
         derivs.append(row)
-    return ev.kind, forward_ok, v, us, steps, derivs, notes
+        # at a kink (ReLU at 0, a tie in a max) the central difference is the mean of the two
+        # one-sided derivatives, and any value between them is a valid reverse-mode answer
+        one_sided.append([(f0 - down) / h, (up - f0) / h])
+    # x on a kink or a tie (the conformance examples sit on them: ReLU at 0, repeated maxima):
+    # there the gradient is any subgradient, which one-sided numbers cannot check when several
+    # kinks add up with mixed signs. The same derivatives are then also taken at a point moved
+    # off the kinks, x + 1e-3 max(1, rms(x)) w (w seeded standard normal, rounded to float32)
+    jitter = None
+    kinked = any(abs(l - r) > 1e-6 * max(1.0, abs(l), abs(r)) for l, r in one_sided)
+    if kinked:
+        w = case_rng(source, name + "/jitter").standard_normal(x.shape)
+        xj = (x64 + 1e-3 * scale0 * w).astype(np.float32)
+        xj64 = xj.astype(np.float64)
+        rows = []
+        for u in us:
+            u64 = u.astype(np.float64)
+            rows.append([(f(xj64 + h * u64) - f(xj64 - h * u64)) / (2.0 * h) for h in steps])
+            if not all(math.isfinite(d) for d in rows[-1]):
+                raise Skip("non-finite oracle at the jittered point")
+        jitter = (xj, rows)
+    return ev.kind, forward_ok, v, us, steps, derivs, one_sided, jitter, notes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -686,7 +715,7 @@ def case_result(index):
         signal.signal(signal.SIGPROF, _alarm)
         signal.setitimer(signal.ITIMER_PROF, ORACLE_CPU_LIMIT_S)
         try:
-            kind, forward_ok, v, us, steps, derivs, notes = oracle(source, name, m, x, input_name,
+            kind, forward_ok, v, us, steps, derivs, one_sided, jitter, notes = oracle(source, name, m, x, input_name,
                                                             expected, output_name)
         finally:
             signal.setitimer(signal.ITIMER_PROF, 0)
@@ -710,10 +739,14 @@ def case_result(index):
         "forward_ok": forward_ok,
         "steps": steps,
         "derivatives": derivs,
+        "one_sided": one_sided,
+        **({"jittered": jitter[1]} if jitter else {}),
         "_notes": notes,  # why the oracle is not the first choice (printed, not written)
     }
     arrays = {"x": x, "expected": expected.astype(np.float32), "v": v,
               "directions": np.stack(us)}
+    if jitter:
+        arrays["x_jittered"] = jitter[0]
     return source, name, entry, m.SerializeToString(), arrays
 
 
@@ -756,7 +789,7 @@ def deriv_text(x):
 
 ORDER = ["source", "case", "ops", "opset", "model", "input", "input_shape", "output",
          "output_shape", "oracle", "forward_ok", "arrays", "x", "expected", "v", "directions",
-         "steps", "derivatives", "skipped"]
+         "steps", "derivatives", "one_sided", "jittered", "skipped"]
 
 
 def entry_text(entry, arrays, inline):
@@ -773,7 +806,7 @@ def entry_text(entry, arrays, inline):
             if k not in entry:
                 continue
             val = "[" + ",".join(f64_text(h) for h in entry[k]) + "]"
-        elif k == "derivatives":
+        elif k in ("derivatives", "one_sided", "jittered"):
             if k not in entry:
                 continue
             val = "[" + ",".join("[" + ",".join(deriv_text(d) for d in row) + "]"
@@ -791,7 +824,9 @@ def npz_bytes(arrays):
     which needs no deflate, read it) with fixed timestamps, so reruns are byte-identical."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
-        for k in ("x", "expected", "v", "directions"):
+        for k in ("x", "expected", "v", "directions", "x_jittered"):
+            if k not in arrays:
+                continue
             arr = io.BytesIO()
             np.lib.format.write_array(arr, np.ascontiguousarray(arrays[k]), allow_pickle=False)
             info = zipfile.ZipInfo(k + ".npy", date_time=(1980, 1, 1, 0, 0, 0))

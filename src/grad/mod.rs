@@ -69,7 +69,11 @@ impl GradientModel {
                 .copied()
                 .collect())
         };
-        Ok(Evaluation { objective: flat(0)?[0], logits: flat(1)?, gradient: flat(2)? })
+        let evaluation = Evaluation { objective: flat(0)?[0], logits: flat(1)?, gradient: flat(2)? };
+        refuse_non_finite("class scores", &evaluation.logits)?;
+        refuse_non_finite("objective", &[evaluation.objective])?;
+        refuse_non_finite("gradient", &evaluation.gradient)?;
+        Ok(evaluation)
     }
 
     /// The one-hot parameter of `ce` and `margin` for class `target`.
@@ -91,6 +95,19 @@ impl GradientModel {
     /// The objective's parameter shape (the logits' shape for `ce`/`margin`).
     pub fn parameter_shape(&self) -> &[usize] {
         &self.parameter_shape
+    }
+}
+
+/// A NaN or infinity the graph computed from a finite input (a Softmax over a row masked to
+/// -inf, an overflow) is an error, never a number handed on to a plot or an optimiser.
+pub(crate) fn refuse_non_finite(what: &str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(at) => Err(Error::Run(format!(
+            "the model computed {} in its {what} (value {at} of {}) from a finite input",
+            values[at],
+            values.len()
+        ))),
     }
 }
 

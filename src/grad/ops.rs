@@ -4,7 +4,7 @@
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::PoolSpec;
 
-/// dx of a 2-D NCHW max pool: each window's dy goes to the window's first maximum of x
+/// dx of an N-D channels-first max pool (1-D, 2-D, 3-D): each window's dy goes to the window's first maximum of x
 /// (the element tract's MaxPool picks); overlapping windows add up.
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct MaxPoolBackward {
@@ -38,40 +38,54 @@ impl MaxPoolBackward {
         let x = x.to_plain_array_view::<T>()?;
         let dy = dy.to_plain_array_view::<T>()?;
         let (xs, ys) = (x.shape().to_vec(), dy.shape().to_vec());
-        ensure!(xs.len() == 4 && ys.len() == 4, "MaxPoolBackward takes NCHW tensors");
-        let padding = self.pool_spec.computed_padding(&xs[2..]);
+        let kernel = &self.pool_spec.kernel_shape;
+        ensure!(
+            xs.len() == ys.len() && xs.len() == kernel.len() + 2,
+            "MaxPoolBackward takes N, C and {} spatial axes, not {xs:?} and {ys:?}",
+            kernel.len()
+        );
+        let (space, out_space) = (&xs[2..], &ys[2..]);
+        let padding = self.pool_spec.computed_padding(space);
         let (strides, dilations) = (self.pool_spec.strides(), self.pool_spec.dilations());
-        let (kh, kw) = (self.pool_spec.kernel_shape[0], self.pool_spec.kernel_shape[1]);
         let x = x.as_slice().context("contiguous x")?;
         let dy = dy.as_slice().context("contiguous dy")?;
         let mut dx = vec![T::zero(); x.len()];
-        let (h, w, oh, ow) = (xs[2], xs[3], ys[2], ys[3]);
+        let (plane_in, plane_out): (usize, usize) = (space.iter().product(), out_space.iter().product());
+        let taps: usize = kernel.iter().product();
+        let rank = space.len();
+        // the row-major index of `flat` in `dims`, last axis first
+        let unravel = |mut flat: usize, dims: &[usize], into: &mut [usize]| {
+            for axis in (0..dims.len()).rev() {
+                into[axis] = flat % dims[axis];
+                flat /= dims[axis];
+            }
+        };
+        let (mut o_at, mut t_at) = (vec![0; rank], vec![0; rank]);
         for plane in 0..xs[0] * xs[1] {
-            let xp = &x[plane * h * w..][..h * w];
-            let dxp = &mut dx[plane * h * w..][..h * w];
-            let dyp = &dy[plane * oh * ow..][..oh * ow];
-            for i in 0..oh {
-                for j in 0..ow {
-                    let mut best: Option<(usize, T)> = None;
-                    for a in 0..kh {
-                        let r = (i * strides[0] + a * dilations[0]) as isize - padding[0].pad_before as isize;
-                        if r < 0 || r >= h as isize {
-                            continue;
+            let xp = &x[plane * plane_in..][..plane_in];
+            let dxp = &mut dx[plane * plane_in..][..plane_in];
+            let dyp = &dy[plane * plane_out..][..plane_out];
+            for (o, &g) in dyp.iter().enumerate() {
+                unravel(o, out_space, &mut o_at);
+                let mut best: Option<(usize, T)> = None;
+                // taps in row-major order, the first maximum kept: the element tract's MaxPool picks
+                'taps: for t in 0..taps {
+                    unravel(t, kernel, &mut t_at);
+                    let mut at = 0;
+                    for axis in 0..rank {
+                        let r = (o_at[axis] * strides[axis] + t_at[axis] * dilations[axis]) as isize
+                            - padding[axis].pad_before as isize;
+                        if r < 0 || r >= space[axis] as isize {
+                            continue 'taps;
                         }
-                        for c in 0..kw {
-                            let q = (j * strides[1] + c * dilations[1]) as isize - padding[1].pad_before as isize;
-                            if q < 0 || q >= w as isize {
-                                continue;
-                            }
-                            let at = r as usize * w + q as usize;
-                            if best.is_none_or(|(_, v)| xp[at] > v) {
-                                best = Some((at, xp[at]));
-                            }
-                        }
+                        at = at * space[axis] + r as usize;
                     }
-                    if let Some((at, _)) = best {
-                        dxp[at] += dyp[i * ow + j];
+                    if best.is_none_or(|(_, v)| xp[at] > v) {
+                        best = Some((at, xp[at]));
                     }
+                }
+                if let Some((at, _)) = best {
+                    dxp[at] += g;
                 }
             }
         }

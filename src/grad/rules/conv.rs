@@ -12,12 +12,39 @@ pub fn handles(node: &TypedNode) -> bool {
 
 pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     let conv = node.op_as::<Conv>().unwrap();
-    ensure!(!wanted[1..].iter().any(|w| *w), "gradients flow to the input only; the kernel must be a constant");
-    let x_shape = b.shape(node.inputs[0])?;
-    let dx = transposed(b, &node.name, &conv.pool_spec, conv.group, node.inputs[1], dy, &x_shape)?;
-    let mut grads = tvec!(Some(dx));
-    grads.extend(node.inputs[1..].iter().map(|_| None));
+    ensure!(!wanted[1], "the kernel depends on the image: blindspot differentiates convolutions by constant kernels only");
+    let mut grads = tvec!(None, None);
+    if wanted[0] {
+        let x_shape = b.shape(node.inputs[0])?;
+        grads[0] = Some(transposed(b, &node.name, &conv.pool_spec, conv.group, node.inputs[1], dy, &x_shape)?);
+    }
+    // tract's declutter folds an Add that follows the convolution into its bias when the shapes
+    // allow (a residual Add over 1x1 maps at batch 1: ResNet's last stage at small inputs), so
+    // the bias can carry the image's gradient: dy summed over every axis but the channels
+    grads.extend(node.inputs[2..].iter().map(|_| None));
+    if wanted.get(2).copied().unwrap_or(false) {
+        grads[2] = Some(bias_gradient(b, &node.name, conv, node.inputs[2], dy)?);
+    }
     Ok(grads)
+}
+
+/// d objective / d bias: dy summed over batch and space, shaped like the bias ([C], [1] or a scalar).
+fn bias_gradient(b: &mut Backward, n: &str, conv: &Conv, bias: OutletId, dy: OutletId) -> TractResult<OutletId> {
+    let dy_shape = b.shape(dy)?;
+    let bias_shape = b.shape(bias)?;
+    let channel = conv.pool_spec.data_format.shape(dy_shape.clone())?.c_axis();
+    let per_channel = bias_shape.iter().product::<usize>() == dy_shape[channel] && dy_shape[channel] > 1;
+    let summed: Vec<usize> = (0..dy_shape.len()).filter(|&a| !(per_channel && a == channel)).collect();
+    let mut g = b.sum_keep(n, dy, &summed)?;
+    for &axis in summed.iter().rev() {
+        g = b.wire(n, AxisOp::Rm(axis), &[g])?;
+    }
+    let target: TVec<TDim> = bias_shape.iter().map(|d| d.to_dim()).collect();
+    let now: TVec<TDim> = b.shape(g)?.iter().map(|d| d.to_dim()).collect();
+    if now != target {
+        g = b.wire(n, AxisOp::Reshape(0, now, target), &[g])?;
+    }
+    Ok(g)
 }
 
 /// The transposed convolution of `dy` by `kernel` (OIHW, as the forward convolution had it) back
@@ -35,13 +62,18 @@ pub fn transposed(
     let dy_shape = b.shape(dy)?;
     let x_geo = spec.data_format.shape(x_shape.to_vec())?;
     let y_geo = spec.data_format.shape(dy_shape)?;
-    let padded = spec.computed_padding(x_geo.hw_dims());
+    let mut padded = spec.computed_padding(x_geo.hw_dims());
     let (strides, dilations) = (spec.strides(), spec.dilations());
     let mut adjustments = tvec!();
-    for (axis, pad) in padded.iter().enumerate() {
+    for (axis, pad) in padded.iter_mut().enumerate() {
         let k = spec.kernel_shape[axis];
         let reached = (y_geo.hw_dims()[axis] - 1) * strides[axis] + dilations[axis] * (k - 1) + 1;
-        adjustments.push(x_geo.hw_dims()[axis] + pad.pad_before + pad.pad_after - reached);
+        let span = x_geo.hw_dims()[axis] + pad.pad_before + pad.pad_after;
+        // a pool in ceil mode: the last window hangs past the padded input, over nothing
+        if reached > span {
+            pad.pad_after += reached - span;
+        }
+        adjustments.push(span.max(reached) - reached);
     }
     let padding = PaddingSpec::Explicit(
         padded.iter().map(|p| p.pad_before).collect(),
@@ -194,6 +226,22 @@ mod chain_tests {
             let c = m.wire_node("conv", conv, &[x, k, bias])?;
             let zero = m.add_const("zero", tensor0(0f32).broadcast_into_rank(4)?)?;
             Ok(m.wire_node("relu", math::max(), &[c[0], zero])?[0])
+        })
+    }
+
+    #[test]
+    fn bias_computed_from_the_image() -> TractResult<()> {
+        // what tract's declutter makes of ResNet's residual Add over 1x1 maps: the shortcut
+        // ([1,3,1,1] -> [3]) folded into the convolution's bias
+        let mut rng = Rng(5);
+        let kernel = tract_ndarray::ArrayD::from_shape_vec(vec![3, 3, 3, 3], rng.vec(81))?;
+        check_unary_graph(&[1, 3, 1, 1], &mut rng, |m, x| {
+            let k = m.add_const("kernel", kernel.into_tensor())?;
+            let flat = m.wire_node("flat", AxisOp::Reshape(0, tvec!(1.to_dim(), 3.to_dim(), 1.to_dim(), 1.to_dim()), tvec!(3.to_dim())), &[x])?;
+            let squared = m.wire_node("sq", math::square(), &flat)?;
+            let spec = PoolSpec::new(DataFormat::NCHW, tvec!(3, 3), PaddingSpec::Explicit(tvec!(1, 1), tvec!(1, 1)), None, None, 3, 3);
+            let conv = Conv { pool_spec: spec, kernel_fmt: KernelFormat::OIHW, group: 1, q_params: None };
+            Ok(m.wire_node("conv", conv, &[x, k, squared[0]])?[0])
         })
     }
 }

@@ -38,7 +38,14 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
                 g = b.wire(&node.name, AxisOp::Add(pos), &[g])?;
             }
         }
+        // an axis the operand holds once and the others many times (numpy broadcasting in
+        // MatMul): its gradient is summed over the copies
         let shape = b.shape(node.inputs[i])?;
+        let got = b.shape(g)?;
+        let copies: Vec<usize> = (0..shape.len()).filter(|&a| shape[a] == 1 && got[a] != 1).collect();
+        if !copies.is_empty() {
+            g = b.sum_keep(&node.name, g, &copies)?;
+        }
         grads.push(Some(b.broadcast(&node.name, g, &shape)?));
     }
     Ok(grads)
@@ -73,6 +80,14 @@ mod tests {
         // a lonely axis (summed over, in the operand only), as decluttered Gemm with batch 1 gives
         check("mbak,bakn->n", &[2, 3, 2, 2], &[3, 2, 2, 4], true)?;
         check("k,kn->mn", &[4], &[4, 3], true)
+    }
+
+    #[test]
+    fn broadcast_batch_axes() -> TractResult<()> {
+        // MatMul of [3,1,3,4] by [1,2,4,2] (onnx's test_matmul_bcast): each operand broadcast
+        // along an axis the other holds
+        check("bhmk,bhkn->bhmn", &[3, 1, 3, 4], &[1, 2, 4, 2], true)?;
+        check("bhmk,bhkn->bhmn", &[1, 2, 4, 2], &[3, 1, 3, 4], false)
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Pools: MaxPool sends the gradient to each window's winner; average/sum pools spread it evenly.
 
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::cnn::{MaxPool, SumPool};
+use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec, SumPool};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::{Backward, Grads};
@@ -24,8 +24,7 @@ fn sum_pool(b: &mut Backward, node: &TypedNode, pool: &SumPool, dy: OutletId) ->
         let ones = b.konst(n, tract_ndarray::ArrayD::<f32>::ones(x_shape.to_vec()).into_tensor())?;
         let counting = SumPool { normalize: false, ..pool.clone() };
         let counts = if pool.count_include_pad {
-            let k: usize = pool.pool_spec.kernel_shape.iter().product();
-            b.scalar_like(n, k as f32, dy)?
+            b.konst(n, padded_counts(&pool.pool_spec, &x_shape, &b.shape(dy)?)?)?
         } else {
             b.wire(n, counting, &[ones])?
         };
@@ -37,6 +36,30 @@ fn sum_pool(b: &mut Backward, node: &TypedNode, pool: &SumPool, dy: OutletId) ->
     let spec = tract_onnx::tract_core::ops::cnn::PoolSpec { input_channels: c, output_channels: c, ..pool.pool_spec.clone() };
     let dx = super::conv::transposed(b, n, &spec, c, kernel, dy, &x_shape)?;
     Ok(tvec!(Some(dx)))
+}
+
+/// The window sizes of a pool that counts padding: the taps inside the padded input, which is
+/// the whole kernel except where a ceil-mode window hangs past the padding. Shape [1, 1, out..].
+fn padded_counts(spec: &PoolSpec, x_shape: &[usize], y_shape: &[usize]) -> TractResult<Tensor> {
+    let x_geo = spec.data_format.shape(x_shape.to_vec())?;
+    let y_geo = spec.data_format.shape(y_shape.to_vec())?;
+    let padding = spec.computed_padding(x_geo.hw_dims());
+    let (strides, dilations) = (spec.strides(), spec.dilations());
+    let mut counts = tract_ndarray::ArrayD::<f32>::ones(vec![1; 2]);
+    for (axis, pad) in padding.iter().enumerate() {
+        let span = x_geo.hw_dims()[axis] + pad.pad_before + pad.pad_after;
+        let along: Vec<f32> = (0..y_geo.hw_dims()[axis])
+            .map(|o| {
+                (0..spec.kernel_shape[axis]).filter(|t| o * strides[axis] + t * dilations[axis] < span).count() as f32
+            })
+            .collect();
+        let along = tract_ndarray::Array1::from_vec(along).into_dyn();
+        let mut shape = counts.shape().to_vec();
+        shape.push(1);
+        let outer = counts.into_shape_with_order(shape)?;
+        counts = &outer * &along;
+    }
+    Ok(counts.into_tensor())
 }
 
 /// Max pool: dy to each window's winner (a dedicated op; tract's generic scatter is slow).
