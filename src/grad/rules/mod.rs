@@ -4,6 +4,7 @@ mod axis;
 mod binary;
 mod conv;
 mod einsum;
+mod gather;
 mod lrn;
 mod norm;
 mod pool;
@@ -26,6 +27,7 @@ pub fn has_rule(node: &TypedNode) -> bool {
         || binary::handles(node)
         || conv::handles(node)
         || einsum::handles(node)
+        || gather::handles(node)
         || lrn::handles(node)
         || norm::handles(node)
         || pool::handles(node)
@@ -50,6 +52,8 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dys: &[Option<OutletId>], wanted:
         conv::vjp(b, node, dy, wanted)
     } else if einsum::handles(node) {
         einsum::vjp(b, node, dy, wanted)
+    } else if gather::handles(node) {
+        gather::vjp(b, node, dy, wanted)
     } else if lrn::handles(node) {
         lrn::vjp(b, node, dy)
     } else if norm::handles(node) {

@@ -1,15 +1,15 @@
-//! Element-wise ops: sigmoid, tanh, exp, ln, sqrt, rsqrt, recip, abs, neg, square, erf, x^c, leaky ReLU, GELU, SiLU.
+//! Element-wise ops: sigmoid, tanh, exp, ln, sqrt, rsqrt, recip, abs, neg, square, erf, x^c, leaky ReLU, GELU, SiLU, hard swish.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::logic::comp_gt;
+use tract_onnx::tract_core::ops::logic::{comp_gt, comp_lt};
 use tract_onnx::tract_core::ops::{math, nn};
 
 use super::{Backward, Grads};
 
 const RULES: &[&str] = &[
     "Sigmoid", "Tanh", "Exp", "Ln", "Sqrt", "Recip", "Abs", "Neg", "Square", "Erf", "PowConst", "LeakyRelu",
-    "GeluExact", "GeluApproximate", "Silu", "Rsqrt",
+    "GeluExact", "GeluApproximate", "Silu", "Rsqrt", "HardSwish",
 ];
 
 pub fn handles(node: &TypedNode) -> bool {
@@ -140,6 +140,24 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grad
             let d = b.add(n, first, second)?;
             b.mul(n, dy, d)?
         }
+        // hard swish = x clamp(x/6 + 1/2, 0, 1) (MobileNetV3): slope x/3 + 1/2 inside the ramp,
+        // 1 above it, 0 below
+        "HardSwish" => {
+            let sixth = b.scale(n, x, 1.0 / 6.0)?;
+            let half = b.scalar_like(n, 0.5, x)?;
+            let t = b.add(n, sixth, half)?;
+            let zero = b.scalar_like(n, 0.0, x)?;
+            let one = b.scalar_like(n, 1.0, x)?;
+            let above = b.mask(n, comp_gt(), t, zero)?;
+            let below = b.mask(n, comp_lt(), t, one)?;
+            let inside = b.mul(n, above, below)?;
+            let third = b.scale(n, x, 1.0 / 3.0)?;
+            let ramp = b.add(n, third, half)?;
+            let ramp = b.mul(n, inside, ramp)?;
+            let top = b.sub(n, one, below)?;
+            let d = b.add(n, ramp, top)?;
+            b.mul(n, dy, d)?
+        }
         other => bail!("no gradient rule for element-wise op {other}"),
     };
     Ok(tvec!(Some(dx)))
@@ -190,6 +208,12 @@ mod tests {
     fn silu() -> TractResult<()> {
         // no f64 kernel: checked in f32 with a larger step, as erf
         check_graph(&[3, 7], &mut Rng(5), 1e-3, 1e-3, |v| v * 2.0, |m, x| Ok(m.wire_node("op", nn::silu::silu(), &[x])?[0]))
+    }
+
+    #[test]
+    fn hard_swish() -> TractResult<()> {
+        // no f64 kernel either; inputs over the ramp (-3, 3) and both flat sides
+        check_graph(&[4, 9], &mut Rng(6), 1e-3, 1e-3, |v| v * 2.5, |m, x| Ok(m.wire_node("op", nn::hard_swish(), &[x])?[0]))
     }
 
     #[test]
