@@ -51,6 +51,23 @@ ensure_python_packages() {
   fi
 }
 
+# ONNX's conformance cases as gradient oracles (tools/conformance.py -> tests/fixtures/conformance/,
+# about 2 minutes, 28 MB, not committed). The onnx wheel is pinned: its cases are what the committed
+# coverage table in docs/gradients.md counts. Regenerated when missing or older than the tool.
+ensure_conformance_cases() {
+  local pins=(onnx==1.23.0 onnxruntime==1.32.0)
+  if ! python3 -c "import onnx, onnxruntime, numpy, scipy; assert onnx.__version__ == '1.23.0' and onnxruntime.__version__ == '1.32.0'" 2>/dev/null; then
+    say "installing Python packages: ${pins[*]} numpy scipy"
+    python3 -m pip install --quiet --user "${pins[@]}" numpy scipy \
+      || python3 -m pip install --quiet --user --break-system-packages "${pins[@]}" numpy scipy
+  fi
+  local manifest="$ROOT/tests/fixtures/conformance/cases.json"
+  if [ ! -f "$manifest" ] || [ "$ROOT/tools/conformance.py" -nt "$manifest" ]; then
+    say "writing ONNX's conformance cases (tools/conformance.py)"
+    python3 "$ROOT/tools/conformance.py" >/dev/null
+  fi
+}
+
 ensure_npm() {
   if [ ! -d "$ROOT/node_modules/playwright-core" ] \
      || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then

@@ -6,6 +6,7 @@ mod conv;
 mod einsum;
 mod gather;
 mod lrn;
+mod mask;
 mod norm;
 mod pool;
 mod reduce;
@@ -29,6 +30,7 @@ pub fn has_rule(node: &TypedNode) -> bool {
         || einsum::handles(node)
         || gather::handles(node)
         || lrn::handles(node)
+        || mask::handles(node)
         || norm::handles(node)
         || pool::handles(node)
         || reduce::handles(node)
@@ -56,6 +58,8 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dys: &[Option<OutletId>], wanted:
         gather::vjp(b, node, dy, wanted)
     } else if lrn::handles(node) {
         lrn::vjp(b, node, dy)
+    } else if mask::handles(node) {
+        mask::vjp(b, node, dy, wanted)
     } else if norm::handles(node) {
         norm::vjp(b, node, dy, wanted)
     } else if pool::handles(node) {

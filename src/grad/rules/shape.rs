@@ -88,9 +88,12 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
         let shape = b.shape(node.inputs[0])?;
         return Ok(tvec!(Some(b.unbroadcast(n, dy, &shape)?)));
     }
-    // Cast: back to the input's type (float to float; an integer input takes no gradient)
+    // Cast: back to the input's type (float to float); an integer or boolean input, piecewise
+    // constant in the image (a mask, a Floor through int), takes none
     let dt = b.fact(node.inputs[0])?.datum_type;
-    ensure!(dt.is_float(), "no gradient through a cast from {dt:?}");
+    if !dt.is_float() {
+        return Ok(tvec!(None));
+    }
     Ok(tvec!(Some(b.wire(n, cast(dt), &[dy])?)))
 }
 

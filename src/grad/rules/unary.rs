@@ -1,4 +1,5 @@
-//! Element-wise ops: sigmoid, tanh, exp, ln, sqrt, rsqrt, recip, abs, neg, square, erf, x^c, leaky ReLU, GELU, SiLU, hard swish.
+//! Element-wise ops: sigmoid, tanh, exp, ln, sqrt, rsqrt, recip, abs, neg, square, erf, x^c, leaky ReLU, GELU,
+//! SiLU, hard swish, the trigonometric and hyperbolic functions, and the step functions.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
@@ -9,7 +10,8 @@ use super::{Backward, Grads};
 
 const RULES: &[&str] = &[
     "Sigmoid", "Tanh", "Exp", "Ln", "Sqrt", "Recip", "Abs", "Neg", "Square", "Erf", "PowConst", "LeakyRelu",
-    "GeluExact", "GeluApproximate", "Silu", "Rsqrt", "HardSwish",
+    "GeluExact", "GeluApproximate", "Silu", "Rsqrt", "HardSwish", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan",
+    "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Floor", "Ceil", "Round", "RoundHalfToEven", "Sign",
 ];
 
 pub fn handles(node: &TypedNode) -> bool {
@@ -158,6 +160,58 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grad
             let d = b.add(n, ramp, top)?;
             b.mul(n, dy, d)?
         }
+        // sin' = cos, cos' = -sin, tan' = 1 + tan^2
+        "Sin" => {
+            let c = b.wire(n, math::cos(), &[x])?;
+            b.mul(n, dy, c)?
+        }
+        "Cos" => {
+            let s = b.wire(n, math::sin(), &[x])?;
+            let d = b.mul(n, dy, s)?;
+            b.neg(n, d)?
+        }
+        "Tan" => {
+            let one = b.scalar_like(n, 1.0, y)?;
+            let sq = b.mul(n, y, y)?;
+            let d = b.add(n, one, sq)?;
+            b.mul(n, dy, d)?
+        }
+        // asin' = 1 / sqrt(1 - x^2) = -acos'; asinh' = 1 / sqrt(x^2 + 1); acosh' = 1 / sqrt(x^2 - 1)
+        "Asin" | "Acos" | "Asinh" | "Acosh" => {
+            let sq = b.mul(n, x, x)?;
+            let one = b.scalar_like(n, 1.0, x)?;
+            let inner = match op.0.name().as_ref() {
+                "Asin" | "Acos" => b.sub(n, one, sq)?,
+                "Asinh" => b.add(n, sq, one)?,
+                _ => b.sub(n, sq, one)?,
+            };
+            let root = b.wire(n, math::sqrt(), &[inner])?;
+            let d = b.div(n, dy, root)?;
+            if op.0.name() == "Acos" {
+                b.neg(n, d)?
+            } else {
+                d
+            }
+        }
+        // atan' = 1 / (1 + x^2), atanh' = 1 / (1 - x^2)
+        "Atan" | "Atanh" => {
+            let sq = b.mul(n, x, x)?;
+            let one = b.scalar_like(n, 1.0, x)?;
+            let inner = if op.0.name() == "Atan" { b.add(n, one, sq)? } else { b.sub(n, one, sq)? };
+            b.div(n, dy, inner)?
+        }
+        // sinh' = cosh, cosh' = sinh
+        "Sinh" => {
+            let c = b.wire(n, math::cosh(), &[x])?;
+            b.mul(n, dy, c)?
+        }
+        "Cosh" => {
+            let s = b.wire(n, math::sinh(), &[x])?;
+            b.mul(n, dy, s)?
+        }
+        // steps: constant between their jumps, so no gradient flows (an attack through a
+        // quantiser sees none, which is the truth about it)
+        "Floor" | "Ceil" | "Round" | "RoundHalfToEven" | "Sign" => return Ok(tvec!(None)),
         other => bail!("no gradient rule for element-wise op {other}"),
     };
     Ok(tvec!(Some(dx)))
@@ -208,6 +262,23 @@ mod tests {
     fn silu() -> TractResult<()> {
         // no f64 kernel: checked in f32 with a larger step, as erf
         check_graph(&[3, 7], &mut Rng(5), 1e-3, 1e-3, |v| v * 2.0, |m, x| Ok(m.wire_node("op", nn::silu::silu(), &[x])?[0]))
+    }
+
+    #[test]
+    fn trigonometric_and_hyperbolic() -> TractResult<()> {
+        check(math::sin(), |v| v * 2.0)?;
+        check(math::cos(), |v| v * 2.0)?;
+        check(math::tan(), |v| v * 0.5)?;
+        check(math::sinh(), |v| v)?;
+        check(math::cosh(), |v| v)?;
+        check(math::asinh(), |v| v * 2.0)?;
+        check(math::atan(), |v| v * 2.0)?;
+        // the inverse functions inside their domains
+        let inside = |v: f32| (v * 0.3).clamp(-0.9, 0.9);
+        check(math::asin(), inside)?;
+        check(math::acos(), inside)?;
+        check(math::atanh(), inside)?;
+        check(math::acosh(), |v: f32| 1.2 + v.abs())
     }
 
     #[test]
