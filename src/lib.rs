@@ -9,6 +9,7 @@ pub mod grad;
 pub mod image;
 pub mod model;
 pub mod output;
+pub mod preprocess;
 pub mod rng;
 pub mod units;
 pub mod optim;

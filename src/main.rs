@@ -8,11 +8,11 @@ const USAGE: &str = "\
 blindspot: adversarial examples and the intriguing properties of neural networks
 
 USAGE:
-    blindspot classify MODEL IMAGE... [--shape 1,1,28,28]
-    blindspot grad MODEL INPUT.npy --target K [--objective ce|margin] [--out GRAD.npy]
+    blindspot classify MODEL IMAGE... [--shape 1,1,28,28] [PREPROCESSING]
+    blindspot grad MODEL INPUT.npy --target K [--objective ce|margin] [--out GRAD.npy] [PREPROCESSING]
     blindspot attack MODEL INPUT.npy --target K|any [--method lbfgs|fgsm|pgd] [--out ADV.npy]
                      [--max-iterations 150] [--c-steps 5] [--epsilon E] [--step S] [--steps N]
-                     [--norm linf|l2]
+                     [--norm linf|l2] [PREPROCESSING]
     blindspot table1 [--n 1000] [--seed 2013] [--models id,id,...] [--csv FILE]
     blindspot table2 [--n 1000] [--seed 2013]
     blindspot table3 [--n 1000] [--seed 2013]
@@ -24,7 +24,19 @@ USAGE:
     MODEL   an ONNX classifier (models/*.onnx)
     IMAGE   a .png (averaged to grey for 1-channel models, RGB for 3-channel ones) or a .npy of float32
             pixels in [0,1] holding one model input
-    --shape the input shape, batch first (default: the shape the file declares)
+    --shape the input shape, batch first (default: the shape the file declares; a symbolic batch is 1)
+
+PREPROCESSING (classify, grad, attack; the page's input panel sets the same): wired into the graph
+in front of the model's input, so INPUT.npy, IMAGE, the gradient and the attack are [0,1] pixel
+planes [N, C, H, W] in R, G, B order whatever the model takes (--shape is then that shape too):
+    --layout nchw|nhwc         where the model wants its channel axis
+    --channels grey|rgb|bgr    the model's channel order
+    --range 0-1|0-255|-1-1|imagenet   the values the model wants (imagenet: [0,1], then
+                               torchvision's mean and std)
+    --mean A,B,C --std A,B,C   subtracted, then divided by, after the range (R, G, B order)
+Without any of them the model's input is used exactly as the file declares it; with any of them
+the rest start from what the file suggests (NHWC for a last axis of 1 or 3, grey for one channel,
+Windows ML's Image.BitmapPixelFormat and Image.NominalPixelRange metadata).
 
 classify prints one JSON line per image: {\"image\",\"label\",\"probabilities\",\"logits\"}.
 
@@ -153,6 +165,28 @@ fn read(path: &str) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::Data(format!("{path}: {e}")))
 }
 
+const PREPROCESSING: [&str; 5] = ["layout", "channels", "range", "mean", "std"];
+
+/// The model as the flags declare its preprocessing; exactly the file's input without them.
+fn load_model(args: &Args, path: &str, shape: Option<&[usize]>) -> Result<Classifier> {
+    let bytes = read(path)?;
+    let given: Vec<(&str, &str)> =
+        PREPROCESSING.iter().filter_map(|k| args.option(k).map(|v| (*k, v))).collect();
+    if given.is_empty() {
+        return Classifier::load(&bytes, shape);
+    }
+    // the file's own suggestion (layout from the shape, Windows ML metadata), then the flags
+    let mut pre = blindspot::preprocess::Preprocessing::suggested(&blindspot::model::decode(&bytes)?)?;
+    for (key, value) in given {
+        pre.set(key, value)?;
+    }
+    Classifier::load_with(&bytes, shape, &pre)
+}
+
+fn known<'a>(own: &[&'a str]) -> Vec<&'a str> {
+    own.iter().copied().chain(PREPROCESSING).collect()
+}
+
 fn parse_shape(s: &str) -> Result<Vec<usize>> {
     s.split(',')
         .map(|d| d.trim().parse::<usize>())
@@ -161,13 +195,13 @@ fn parse_shape(s: &str) -> Result<Vec<usize>> {
 }
 
 fn classify(args: &Args) -> Result<()> {
-    args.refuse_unknown(&["shape"])?;
+    args.refuse_unknown(&known(&["shape"]))?;
     let (model_path, images) = match args.positional.split_first() {
         Some((m, images)) if !images.is_empty() => (m, images),
         _ => return Err(Error::Input(format!("classify needs MODEL and IMAGE\n\n{USAGE}"))),
     };
     let shape = args.option("shape").map(parse_shape).transpose()?;
-    let model = Classifier::load(&read(model_path)?, shape.as_deref())?;
+    let model = load_model(args, model_path, shape.as_deref())?;
     for path in images {
         let channels = model.input_shape().get(1).copied().unwrap_or(1);
         let pixels = load_image(path, model.image_len(), channels)?;
@@ -185,7 +219,7 @@ fn classify(args: &Args) -> Result<()> {
 
 fn grad(args: &Args) -> Result<()> {
     use blindspot::grad::Objective;
-    args.refuse_unknown(&["target", "objective", "out"])?;
+    args.refuse_unknown(&known(&["target", "objective", "out"]))?;
     let [model_path, input_path] = args.positional.as_slice() else {
         return Err(Error::Input(format!("grad needs MODEL and INPUT.npy\n\n{USAGE}")));
     };
@@ -199,7 +233,7 @@ fn grad(args: &Args) -> Result<()> {
     let out = args.option("out").unwrap_or("grad.npy");
     let input: ndarray::ArrayD<f32> = ndarray_npy::read_npy(input_path)
         .map_err(|e| Error::Data(format!("{input_path}: not a float32 .npy ({e})")))?;
-    let model = Classifier::load(&read(model_path)?, Some(input.shape()))?;
+    let model = load_model(args, model_path, Some(input.shape()))?;
     let gradient = model.gradient(&objective)?;
     let x: Vec<f32> = input.iter().copied().collect();
     let eval = gradient.evaluate(&x, &gradient.one_hot(target)?)?;
@@ -226,13 +260,13 @@ fn number<T: std::str::FromStr>(args: &Args, name: &str, default: T) -> Result<T
 
 fn attack(args: &Args) -> Result<()> {
     use blindspot::attack::{baselines, lbfgs, Goal};
-    args.refuse_unknown(&["target", "method", "out", "max-iterations", "c-steps", "epsilon", "step", "steps", "norm"])?;
+    args.refuse_unknown(&known(&["target", "method", "out", "max-iterations", "c-steps", "epsilon", "step", "steps", "norm"]))?;
     let [model_path, input_path] = args.positional.as_slice() else {
         return Err(Error::Input(format!("attack needs MODEL and INPUT.npy\n\n{USAGE}")));
     };
     let input: ndarray::ArrayD<f32> = ndarray_npy::read_npy(input_path)
         .map_err(|e| Error::Data(format!("{input_path}: not a float32 .npy ({e})")))?;
-    let model = Classifier::load(&read(model_path)?, Some(input.shape()))?;
+    let model = load_model(args, model_path, Some(input.shape()))?;
     let x: Vec<f32> = input.iter().copied().collect();
     let target = args.option("target").ok_or_else(|| Error::Input("attack needs --target K or --target any".into()))?;
     let goal = match target {

@@ -8,6 +8,7 @@ use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::error::{chain, Error, Result};
 use crate::output::{self, Output, OutputKind};
+use crate::preprocess::Preprocessing;
 
 /// A loaded classifier: one float input of a fixed shape, class scores out.
 #[derive(Debug, Clone)]
@@ -35,11 +36,18 @@ impl Classifier {
     /// Loads ONNX bytes. `input_shape` is the input fact from the model card (batch first);
     /// `None` takes the shape declared in the file, with a symbolic batch set to 1.
     pub fn load(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Classifier> {
-        guarded("loading", || Classifier::load_unguarded(bytes, input_shape))
+        guarded("loading", || Classifier::load_unguarded(bytes, input_shape, None))
     }
 
-    fn load_unguarded(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Classifier> {
-        let (mut typed, shape) = typed_graph(bytes, input_shape)?;
+    /// Loads ONNX bytes with `preprocessing` wired in front of the input (see
+    /// [`crate::preprocess`]): the classifier then takes [0,1] pixel planes [N, C, H, W] in R, G, B
+    /// order, and `input_shape` is that shape.
+    pub fn load_with(bytes: &[u8], input_shape: Option<&[usize]>, preprocessing: &Preprocessing) -> Result<Classifier> {
+        guarded("loading", || Classifier::load_unguarded(bytes, input_shape, Some(preprocessing)))
+    }
+
+    fn load_unguarded(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preprocessing>) -> Result<Classifier> {
+        let (mut typed, shape) = typed_graph(bytes, input_shape, pre)?;
         let chosen = output::choose(&typed, shape[0])?;
         classes_of(&typed, chosen, shape[0])?;
         let (output, logits) = output::read(&typed, chosen, shape[0])?;
@@ -233,17 +241,25 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 /// [`Classifier::load`] is this plus the class-score output; the conformance replay
 /// (tests/conformance.rs) loads ONNX's own test graphs through it.
 pub fn load_graph(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<(TypedModel, Vec<usize>)> {
-    guarded("loading", || typed_graph(bytes, input_shape))
+    guarded("loading", || typed_graph(bytes, input_shape, None))
 }
 
-fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<(TypedModel, Vec<usize>)> {
+/// The ONNX protobuf of `bytes`, or why it is not one.
+pub fn decode(bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto> {
     if bytes.is_empty() {
         return Err(Error::NotOnnx("the file is empty".into()));
     }
-    let onnx = tract_onnx::onnx();
-    let proto = onnx
+    tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
-        .map_err(|e| Error::NotOnnx(format!("the protobuf does not decode ({})", chain(&e))))?;
+        .map_err(|e| Error::NotOnnx(format!("the protobuf does not decode ({})", chain(&e))))
+}
+
+fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preprocessing>) -> Result<(TypedModel, Vec<usize>)> {
+    let onnx = tract_onnx::onnx();
+    let mut proto = decode(bytes)?;
+    if let Some(pre) = pre {
+        pre.wire(&mut proto)?;
+    }
     let Some(graph) = proto.graph.as_ref() else {
         return Err(Error::NotOnnx("the file holds no graph".into()));
     };

@@ -244,3 +244,39 @@ fn bench_grad_times_every_shipped_model_and_the_zoo_on_cpu_and_webgpu() {
     }
     assert!(out.contains("\nWebGPU adapter: "), "{out}");
 }
+
+#[test]
+fn preprocessing_flags_take_pixel_planes_for_an_nhwc_keras_model() {
+    // tf2onnx's Keras CNN takes [1, 32, 32, 3] in [0, 255] here: with the flags, INPUT.npy is
+    // [1, 3, 32, 32] planes in [0, 1] and the gradient comes back in the same planes
+    let dir = temp_dir("preprocess");
+    let model = "tests/fixtures/exporters/tf2onnx_keras_cnn_op13.onnx";
+    let planes: Vec<f32> = (0..3 * 32 * 32).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+    let input = dir.join("planes.npy");
+    ndarray_npy::write_npy(&input, &ndarray::ArrayD::from_shape_vec(vec![1, 3, 32, 32], planes.clone()).unwrap()).unwrap();
+    let out_path = dir.join("g.npy");
+    let (ok, out, err) = blindspot(&[
+        "grad", model, input.to_str().unwrap(), "--target", "2", "--range", "0-255", "--out", out_path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let line: Value = serde_json::from_str(out.trim()).unwrap();
+    let g: ndarray::ArrayD<f32> = ndarray_npy::read_npy(&out_path).unwrap();
+    assert_eq!(g.shape(), &[1, 3, 32, 32]);
+    // the file's own input, fed by hand: NHWC, times 255
+    let mut nhwc = vec![0f32; planes.len()];
+    for c in 0..3 {
+        for p in 0..32 * 32 {
+            nhwc[p * 3 + c] = planes[c * 32 * 32 + p] * 255.0;
+        }
+    }
+    let raw = blindspot::Classifier::load(&std::fs::read(format!("{ROOT}/{model}")).unwrap(), None).unwrap();
+    let logits = raw.classify(&nhwc).unwrap().logits;
+    for (a, b) in line["logits"].as_array().unwrap().iter().zip(&logits) {
+        assert!((a.as_f64().unwrap() - *b as f64).abs() < 1e-4 * (1.0 + b.abs() as f64), "{a} vs {b}");
+    }
+    // a flag the model cannot take is refused, naming the input
+    let (ok, _, err) = blindspot(&["grad", model, input.to_str().unwrap(), "--target", "2", "--channels", "grey"]);
+    assert!(!ok && err.contains("needs 1"), "{err}");
+    let (ok, _, err) = blindspot(&["classify", model, input.to_str().unwrap(), "--range", "0-256"]);
+    assert!(!ok && err.contains("0-1, 0-255, -1-1 or imagenet"), "{err}");
+}
