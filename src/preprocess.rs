@@ -335,6 +335,12 @@ impl Preprocessing {
     }
 }
 
+/// The file's declared input shape, a symbolic or missing dimension as 0 (empty: no graph).
+pub fn declared_shape(proto: &pb::ModelProto) -> Vec<usize> {
+    let Some(input) = proto.graph.as_ref().and_then(|g| real_input(g).ok()) else { return vec![] };
+    declared_dims(input).into_iter().map(|d| d.filter(|&v| v > 0).unwrap_or(0) as usize).collect()
+}
+
 /// The first graph input that is not an initializer (IR 3 lists weights as inputs too).
 fn real_input(graph: &pb::GraphProto) -> Result<&pb::ValueInfoProto> {
     graph

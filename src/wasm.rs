@@ -173,14 +173,43 @@ fn promise<T: Into<JsValue>>(work: impl std::future::Future<Output = crate::Resu
     wasm_bindgen_futures::future_to_promise(async move { work.await.map(Into::into).map_err(|e| js_error(e).into()) })
 }
 
+/// What a dropped file suggests for its input: `{ query, shape, channels }` as JSON, where
+/// `query` is the preprocessing (layout from the shape, Windows ML metadata) and `shape` the
+/// declared input shape (a symbolic dimension as 0).
+#[wasm_bindgen(js_name = suggestPreprocessing)]
+pub fn suggest_preprocessing(bytes: &[u8]) -> Result<String, JsError> {
+    let proto = crate::model::decode(bytes).map_err(js_error)?;
+    let pre = crate::preprocess::Preprocessing::suggested(&proto).map_err(js_error)?;
+    let shape = crate::preprocess::declared_shape(&proto);
+    let channels = match pre.layout {
+        crate::preprocess::Layout::Nhwc => shape.get(3),
+        crate::preprocess::Layout::Nchw => shape.get(1),
+    };
+    Ok(format!(
+        "{{\"query\":\"{}\",\"shape\":[{}],\"channels\":{}}}",
+        pre.to_query(),
+        shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
+        channels.copied().unwrap_or(0)
+    ))
+}
+
 #[wasm_bindgen]
 impl Model {
     /// Loads ONNX bytes; `shape` is the input shape from the model card, or undefined to use the
-    /// shape the file declares.
+    /// shape the file declares. `preprocessing` (a query such as "layout=nhwc&range=imagenet",
+    /// see [`crate::preprocess`]) is wired in front of the input when given: the model then takes
+    /// [0,1] RGB planes and `shape` is theirs.
     #[wasm_bindgen(constructor)]
-    pub fn new(bytes: &[u8], shape: Option<Vec<u32>>) -> Result<Model, JsError> {
+    pub fn new(bytes: &[u8], shape: Option<Vec<u32>>, preprocessing: Option<String>) -> Result<Model, JsError> {
         let shape: Option<Vec<usize>> = shape.map(|s| s.into_iter().map(|d| d as usize).collect());
-        let inner = Classifier::load(bytes, shape.as_deref()).map_err(js_error)?;
+        let inner = match preprocessing {
+            Some(query) => {
+                let pre = crate::preprocess::Preprocessing::parse(&query).map_err(js_error)?;
+                Classifier::load_with(bytes, shape.as_deref(), &pre)
+            }
+            None => Classifier::load(bytes, shape.as_deref()),
+        }
+        .map_err(js_error)?;
         Ok(Model { inner: Rc::new(inner), gradients: Rc::default(), gpu: Rc::default() })
     }
 

@@ -9,8 +9,15 @@ import './saveoffline.js'; // the footer's "Save for offline use" button
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;
 const lab = new LabWorker();
-/** The largest model file the page reads: tract holds it about three times over while loading. */
-const MODEL_LIMIT = 200e6;
+/**
+ * The largest model file the page reads. Loading a model and building its gradient takes about
+ * 5.3 times the file's size at its peak (measured natively: VGG-19's 575 MB file 3.05 GB,
+ * AlexNet's 244 MB 1.13 GB; docs/hardening.md), all inside the worker's wasm memory, which cannot
+ * pass 4 GiB. So: 600 MB (VGG-19's size), or less where the device says it has less memory
+ * (navigator.deviceMemory, Chrome's; half of it is taken as what a tab may use).
+ */
+const PEAK_PER_BYTE = 5.3;
+const MODEL_LIMIT = Math.min(600e6, navigator.deviceMemory ? navigator.deviceMemory * 1e9 / 2 / PEAK_PER_BYTE : Infinity);
 // A panic in the wasm kills the worker; the LabWorker starts a fresh one (see client.js). A
 // model that was working is loaded into it again; one whose loading crashed is not retried.
 lab.onCrash = (message, restarted) => {
@@ -534,10 +541,21 @@ async function benchmark() {
 async function openModelFile(file) {
   if (!file) return;
   if (file.size > MODEL_LIMIT) {
-    showError(`"${file.name}" is ${(file.size / 1e6).toFixed(0)} MB; blindspot loads models of up to ${MODEL_LIMIT / 1e6} MB in the page`);
+    const device = navigator.deviceMemory ? ` on this device (${navigator.deviceMemory} GB of memory)` : '';
+    showError(`"${file.name}" is ${(file.size / 1e6).toFixed(0)} MB; blindspot loads models of up to `
+      + `${Math.floor(MODEL_LIMIT / 1e6)} MB in the page${device}: a model and its gradient take about `
+      + `${PEAK_PER_BYTE} times its size in memory. The command-line tool has no such limit.`);
     return;
   }
   const bytes = await file.arrayBuffer();
+  // a colour image classifier (3 channels, any size) opens in the natural-images section, with
+  // its input panel (photos.js); a file that does not decode is left to the lab's load to explain
+  const suggestion = await lab.suggest(bytes).catch(() => null);
+  if (suggestion?.channels === 3) {
+    showError('');
+    window.dispatchEvent(new CustomEvent('blindspot:imagemodel', { detail: { name: file.name, bytes, suggestion } }));
+    return;
+  }
   const id = `local:${file.name}`;
   state.models = state.models.filter((m) => m.id !== id);
   state.models.push({ id, name: `${file.name} (yours)`, file: file.name, localBytes: bytes, local: true });

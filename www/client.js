@@ -106,13 +106,16 @@ export class LabWorker {
       this.files.set(model.id, fetched);
       fetched.catch(() => this.files.delete(model.id)); // a failed fetch is tried again next time
     }
-    await this.load(model.id, (await this.files.get(model.id)).slice(0), model.input?.shape);
+    await this.load(model.id, (await this.files.get(model.id)).slice(0), model.input?.shape, model.preprocessing);
     return true;
   }
 
-  /** Loads ONNX bytes under `key`; resolves to { inputShape, classes }. */
-  async load(key, bytes, shape) {
-    const info = await this.call('load', { key, bytes, shape, backend: this.preference }, [bytes]);
+  /**
+   * Loads ONNX bytes under `key`; resolves to { inputShape, classes, output }. `preprocessing`
+   * (a query such as "layout=nhwc&range=imagenet") is wired in front of the input when given.
+   */
+  async load(key, bytes, shape, preprocessing) {
+    const info = await this.call('load', { key, bytes, shape, backend: this.preference, preprocessing }, [bytes]);
     this.loaded.add(key);
     return info;
   }
@@ -155,6 +158,12 @@ export class LabWorker {
   }
 
   /** RGBA bytes (ImageData, width x height) as a model input of `channels` planes (1 grey, 3 RGB). */
+  /** What an ONNX file suggests for its input: { query, shape, channels } (a copy of `bytes` is sent). */
+  suggest(bytes) {
+    const copy = bytes.slice(0);
+    return this.call('suggest', { bytes: copy }, [copy]);
+  }
+
   planes(rgba, width, height, channels) {
     return this.call('planes', { rgba, width, height, channels });
   }

@@ -3,6 +3,8 @@
 // (upload, paste, drop, camera; resized and centre-cropped to the model's input, all local), a
 // searchable picker over the 1,000 classes, and the attack: original | difference x10 |
 // adversarial with top-5 bars for both. Its own worker, so the digit lab is never blocked.
+// A colour classifier the person drops on the page (any input size) opens here too, with an input
+// panel: layout, channel order, value range, mean/std and class names, declared, not guessed.
 import { assetUrl, fetchJson, inlined } from './assets.js';
 import { LabWorker } from './client.js';
 import { drawCurve, drawDifference, drawPlanes } from './draw.js';
@@ -13,11 +15,13 @@ const CACHE = 'blindspot/models'; // not 'blindspot-…': sw.js deletes those wh
 const OSTRICH = 9; // the paper's target in Figure 5
 
 const photos = {
-  model: null, labels: [], list: [], lab: null, loading: null,
+  model: null, shipped: null, labels: [], imagenet: [], list: [], lab: null, loading: null,
   pixels: null, original: null, result: null, running: false, name: '',
 };
 
-const size = () => photos.model.input.shape[3];
+// the model's input planes [1, 3, height, width]
+const height = () => photos.model.input.shape[2];
+const width = () => photos.model.input.shape[3];
 const key = () => photos.model.id;
 const percent = (p) => (p < 0.001 ? '<0.1%' : `${(p * 100).toFixed(1)}%`);
 
@@ -70,10 +74,10 @@ async function download(model, onProgress) {
   return { bytes: bytes.buffer, cached: false };
 }
 
-/** Fetches (or takes from the cache) and loads the model, then shows the photos. */
+/** Fetches (or takes from the cache) and loads the shipped model, then shows the photos. */
 function loadModel() {
   photos.loading ??= (async () => {
-    const model = photos.model;
+    const model = photos.shipped;
     const bar = $('photos-download');
     $('photos-load').disabled = true;
     bar.hidden = false;
@@ -86,11 +90,11 @@ function loadModel() {
     });
     bar.value = 1;
     status(cached ? 'loading the model from this browser\'s cache…' : 'loading the model…');
-    const [labels, list] = await Promise.all([fetchJson(`models/${model.labels}`), fetchJson(`models/${model.photos}`)]);
-    photos.labels = labels.names;
-    photos.list = list.photos;
-    photos.lab = new LabWorker();
+    await loadPhotoList();
+    photos.lab ??= new LabWorker();
     photos.lab.files.set(model.id, Promise.resolve(bytes)); // ensure() loads these, not a second fetch
+    if (photos.model !== photos.shipped) return; // a dropped model took the section meanwhile
+    photos.labels = photos.imagenet;
     await reload();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     status(`${model.name} ready (${cached ? 'from the cache' : 'downloaded'}, ${seconds} s)`);
@@ -104,11 +108,20 @@ function loadModel() {
     photos.loading = null;
     $('photos-load').disabled = false;
     $('photos-download').hidden = true;
-    status(`${photos.model.name} could not be loaded: ${e.message}`);
+    status(`${photos.shipped.name} could not be loaded: ${e.message}`);
     $('photos-section').dataset.error = e.message;
     throw e;
   });
   return photos.loading;
+}
+
+/** The sample photos and ImageNet's class names (the photos' labels are ImageNet classes). */
+async function loadPhotoList() {
+  if (photos.list.length) return;
+  const shipped = photos.shipped;
+  const [labels, list] = await Promise.all([fetchJson(`models/${shipped.labels}`), fetchJson(`models/${shipped.photos}`)]);
+  photos.imagenet = labels.names;
+  photos.list = list.photos;
 }
 
 /** Loads the model into the section's worker (again after a cancel replaced the worker). */
@@ -118,8 +131,13 @@ function reload() {
 
 /** The searchable class picker: a datalist of "index: name" over the 1,000 classes. */
 function fillClasses() {
+  const n = photos.labels.length;
   $('photo-classes').replaceChildren(...photos.labels.map((name, i) => new Option(`${i}: ${name}`)));
-  if (!$('photo-target').value) $('photo-target').value = `${OSTRICH}: ${photos.labels[OSTRICH]}`;
+  // called when a model is put in place: the paper's ostrich for ImageNet's 1,000 classes, else class 1
+  const k = n === 1000 ? OSTRICH : Math.min(1, n - 1);
+  $('photo-target').value = `${k}: ${photos.labels[k]}`;
+  $('photo-target-hint').textContent = `any of the model's ${n.toLocaleString('en')} classes: type part of its name`;
+  $('photo-size').textContent = `${width()}×${height()}`;
 }
 
 /** The class the picker names ("9: ostrich", "9" or "ostrich"), or null with a message. */
@@ -135,7 +153,7 @@ function showGallery() {
     const b = document.createElement('button');
     b.type = 'button';
     b.className = 'photo-thumb';
-    const label = p.label === null ? 'no ImageNet label' : photos.labels[p.label];
+    const label = p.label === null ? 'no ImageNet label' : photos.imagenet[p.label];
     b.setAttribute('aria-label', `photo ${i + 1}: ${label}`);
     b.title = `${label} (${p.source})`;
     b.dataset.file = p.file;
@@ -158,40 +176,44 @@ async function pickPhoto(photo) {
   const response = await fetch(assetUrl(`models/data/photos/${photo.file}`));
   const bitmap = await createImageBitmap(await response.blob());
   photos.name = photo.file;
-  await usePicture(bitmap, bitmap.width, bitmap.height, photo.label === null ? 'a sample photo' : `a sample photo of ${photos.labels[photo.label]}`);
+  await usePicture(bitmap, bitmap.width, bitmap.height, photo.label === null ? 'a sample photo' : `a sample photo of ${photos.imagenet[photo.label]}`);
   bitmap.close();
 }
 
 /**
- * Resizes the picture (shortest side to the model's size, smoothed) and crops its centre square,
- * then classifies it. `source` is anything a canvas draws: a bitmap or a video frame.
+ * Resizes the picture to cover the model's input (smoothed) and crops its centre, then
+ * classifies it. `source` is anything a canvas draws: a bitmap or a video frame.
  */
-async function usePicture(source, width, height, what) {
-  const n = size();
+async function usePicture(source, sourceWidth, sourceHeight, what) {
+  const [w, h] = [width(), height()];
   const canvas = document.createElement('canvas');
-  Object.assign(canvas, { width: n, height: n });
+  Object.assign(canvas, { width: w, height: h });
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  const scale = n / Math.min(width, height);
-  ctx.imageSmoothingEnabled = true;
+  const scale = Math.max(w / sourceWidth, h / sourceHeight);
+  ctx.imageSmoothingEnabled = scale !== 1;
   ctx.imageSmoothingQuality = 'high';
-  ctx.drawImage(source, (n - width * scale) / 2, (n - height * scale) / 2, width * scale, height * scale);
-  const rgba = new Uint8Array(ctx.getImageData(0, 0, n, n).data.buffer);
-  photos.pixels = Float32Array.from(await photos.lab.planes(rgba, n, n, 3));
+  ctx.drawImage(source, (w - sourceWidth * scale) / 2, (h - sourceHeight * scale) / 2, sourceWidth * scale, sourceHeight * scale);
+  const rgba = new Uint8Array(ctx.getImageData(0, 0, w, h).data.buffer);
+  photos.pixels = Float32Array.from(await photos.lab.planes(rgba, w, h, 3));
   photos.result = null;
   $('photo-result').hidden = true;
-  drawPlanes($('photo-original'), photos.pixels, n, n);
+  drawPlanes($('photo-original'), photos.pixels, w, h);
   $('photo-what').textContent = what;
   await classifyOriginal();
 }
 
 async function classifyOriginal() {
+  // an answer from a model (or settings) replaced meanwhile is dropped, never shown for the new one
+  const model = photos.model;
   await reload();
   const c = await photos.lab.classify(key(), photos.pixels);
+  if (model !== photos.model) return;
   photos.original = c;
   $('photo-orig-label').textContent = photos.labels[c.label];
   renderTop5($('photo-orig-bars'), c.probabilities);
   $('photos-section').dataset.label = String(c.label);
   $('photos-section').dataset.top5 = top5(c.probabilities).join(',');
+  $('photos-section').dataset.labelFrom = model.preprocessing ? `${model.id}?${model.preprocessing}` : model.id;
 }
 
 function top5(probabilities) {
@@ -215,7 +237,7 @@ function renderTop5(list, probabilities, target = null) {
 async function openPhoto(blob) {
   if (!blob) return;
   try {
-    await loadModel();
+    if (!photos.model?.local) await loadModel();
     const bitmap = await decodeImage(blob);
     photos.name = blob.name || 'pasted';
     await usePicture(bitmap, bitmap.width, bitmap.height, blob.name ? `your photo "${blob.name}"` : 'your pasted image');
@@ -234,7 +256,7 @@ async function openCamera() {
     return;
   }
   try {
-    await loadModel();
+    if (!photos.model?.local) await loadModel();
     const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false });
     const video = $('camera-video');
     video.srcObject = stream;
@@ -265,13 +287,13 @@ async function runAttack() {
   const untargeted = $('photo-untargeted').checked;
   const target = untargeted ? null : chosenTarget();
   if (!untargeted && target === null) {
-    $('photo-error').textContent = `"${$('photo-target').value}" is not one of the 1,000 classes: type part of a name and pick from the list`;
+    $('photo-error').textContent = `"${$('photo-target').value}" is not one of the ${photos.labels.length.toLocaleString('en')} classes: type part of a name and pick from the list`;
     $('photo-target').focus();
     return;
   }
   $('photo-error').textContent = '';
   const method = $('photo-method').value;
-  const n = size();
+  const [w, h] = [width(), height()];
   photos.running = true;
   $('photo-attack').disabled = true;
   $('photo-cancel').hidden = false;
@@ -285,7 +307,7 @@ async function runAttack() {
     const t = ((performance.now() - started) / 1000).toFixed(1);
     $('photo-attack-status').textContent = last
       ? `${t} s · c = ${last.c.toPrecision(3)} · iteration ${last.iteration} · loss ${last.loss.toPrecision(4)} · distortion ${last.distortion.toFixed(5)}`
-      : `${t} s · computing the first gradient (224×224×3 inputs: about a third of a second each)…`;
+      : `${t} s · computing the first gradient (${w}×${h}×3 inputs${w * h >= 150e3 ? ': about a third of a second each' : ''})…`;
   };
   line();
   const ticker = setInterval(line, 100);
@@ -302,8 +324,8 @@ async function runAttack() {
       })
       : await photos.lab.baseline(key(), pixels, target, { epsilon: Number($('photo-epsilon').value), steps: method === 'pgd' ? int('photo-pgd-steps') : 0 });
     photos.result = result;
-    drawPlanes($('photo-adv'), result.adversarial, n, n);
-    drawDifference($('photo-diff'), photos.pixels, result.adversarial, n, n, 10);
+    drawPlanes($('photo-adv'), result.adversarial, w, h);
+    drawDifference($('photo-diff'), photos.pixels, result.adversarial, w, h, 10);
     $('photo-adv-label').textContent = photos.labels[result.label];
     renderTop5($('photo-adv-bars'), result.probabilities, target);
     const seconds = (performance.now() - started) / 1000;
@@ -334,29 +356,163 @@ async function runAttack() {
 
 const int = (id) => Math.max(Number($(id).min || 0), Math.floor(Number($(id).value) || 0));
 
-async function main() {
+// ---- a colour classifier the person dropped: its input panel ----
+
+const PRE_KEYS = ['layout', 'channels', 'range', 'mean', 'std'];
+
+/** Class names for `classes` outputs: ImageNet's for 1,000, digits for 10, else "class k". */
+function defaultLabels(classes) {
+  if (classes === 1000 && photos.imagenet.length === 1000) return photos.imagenet;
+  if (classes === 10) return [...Array(10).keys()].map(String);
+  return [...Array(classes).keys()].map((k) => `class ${k}`);
+}
+
+/** A labels file: one name per line (.txt), or a JSON list, {"names": [...]} or {"0": name, ...}. */
+async function readLabels(file) {
+  const text = await file.text();
+  if (/\.json$/i.test(file.name) || /^\s*[[{]/.test(text)) {
+    const json = JSON.parse(text);
+    const names = Array.isArray(json) ? json : (json.names ?? json.labels ?? Object.values(json));
+    if (!Array.isArray(names)) throw new Error(`${file.name} holds no list of names`);
+    return names.map(String);
+  }
+  return text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+}
+
+/** The settings as a map: the file's suggestion, then the permalink's (which win). */
+function settingsFrom(query) {
+  const settings = Object.fromEntries(query.split('&').filter(Boolean).map((kv) => kv.split('=')));
+  const url = new URLSearchParams(location.search);
+  for (const key of PRE_KEYS) if (url.has(key)) settings[key] = url.get(key);
+  return settings;
+}
+
+function showSettings(settings) {
+  $('pre-layout').value = settings.layout === 'nhwc' ? 'nhwc' : 'nchw';
+  $('pre-channels').value = settings.channels === 'bgr' ? 'bgr' : 'rgb';
+  $('pre-range').value = ['0-1', '0-255', '-1-1', 'imagenet'].includes(settings.range) ? settings.range : '0-1';
+  $('pre-mean').value = settings.mean ?? '0';
+  $('pre-std').value = settings.std ?? '1';
+  syncRange();
+}
+
+function syncRange() {
+  const imagenet = $('pre-range').value === 'imagenet';
+  $('pre-mean').disabled = $('pre-std').disabled = imagenet;
+  if (imagenet) {
+    $('pre-mean').value = '0.485,0.456,0.406';
+    $('pre-std').value = '0.229,0.224,0.225';
+  }
+}
+
+/** The panel as src/preprocess.rs's query, and the same settings in the permalink. */
+function settingsQuery() {
+  const settings = { layout: $('pre-layout').value, channels: $('pre-channels').value, range: $('pre-range').value };
+  if (settings.range !== 'imagenet') {
+    settings.mean = $('pre-mean').value.replace(/\s+/g, '') || '0';
+    settings.std = $('pre-std').value.replace(/\s+/g, '') || '1';
+  }
+  const url = new URL(location.href);
+  for (const key of PRE_KEYS) {
+    if (settings[key] === undefined) url.searchParams.delete(key); else url.searchParams.set(key, settings[key]);
+  }
+  history.replaceState(history.state, '', url);
+  return Object.entries(settings).map(([k, v]) => `${k}=${v}`).join('&');
+}
+
+/** A colour classifier dropped on the page (app.js's 'blindspot:imagemodel'): shown here. */
+async function openUserModel({ name, bytes, suggestion }) {
+  if (photos.running) photos.lab.cancel();
+  photos.user = { name, bytes, suggestion, labels: null };
+  $('pre-labels').value = '';
+  showSettings(settingsFrom(suggestion.query));
+  $('photo-input').hidden = false;
+  $('photo-input-what').textContent = `${name} declares an input of [${suggestion.shape.map((d) => d || '?').join(', ')}]: `
+    + 'check how it wants its pixels, then Apply. The defaults come from that shape and the file\'s metadata.';
+  $('photos-section').scrollIntoView({ block: 'start' });
+  await applySettings();
+}
+
+async function applySettings() {
+  const user = photos.user;
+  if (!user) return;
+  if (photos.running) photos.lab.cancel();
+  // a new identity: an answer still coming from the current model is dropped (classifyOriginal)
+  if (photos.model) photos.model = { ...photos.model };
+  const query = settingsQuery();
   const section = $('photos-section');
-  if (!section) return;
-  if (inlined) {
-    status('The ImageNet model (9.3 MB) is not part of the single-file build: open the hosted site for it.');
-    $('photos-load').disabled = true;
-    return;
-  }
+  $('pre-error').textContent = '';
+  delete section.dataset.userModel;
+  status(`loading ${user.name}…`);
+  const id = `local:${user.name}`;
+  photos.lab ??= new LabWorker();
+  photos.lab.loaded.delete(id);
+  photos.lab.files.set(id, Promise.resolve(user.bytes)); // ensure() loads these again after a cancel
   try {
-    photos.model = (await fetchJson('models/imagenet.json')).models[0];
+    const started = performance.now();
+    const info = await photos.lab.load(id, user.bytes.slice(0), undefined, query);
+    if (info.inputShape.length !== 4 || info.inputShape[1] !== 3) {
+      throw new Error(`its input is [${info.inputShape.join(', ')}] with these settings; this section takes colour images`);
+    }
+    const file = $('pre-labels').files[0];
+    const named = file ? await readLabels(file) : null;
+    if (named && named.length !== info.classes) {
+      throw new Error(`${file.name} names ${named.length} classes; the model has ${info.classes}`);
+    }
+    if (!inlined && photos.shipped) await loadPhotoList().catch(() => {});
+    photos.model = { id, name: user.name, local: true, preprocessing: query, input: { shape: info.inputShape } };
+    photos.labels = named ?? defaultLabels(info.classes);
+    photos.original = null;
+    photos.result = null;
+    $('photos-load').hidden = true;
+    $('photos-download').hidden = true;
+    $('photos-card').hidden = true;
+    $('photos-body').hidden = false;
+    fillClasses();
+    const ms = Math.round(performance.now() - started);
+    status(`${user.name} ready · input [${info.inputShape.join(', ')}] RGB pixels · ${query.replaceAll('&', ', ')} · `
+      + `output: ${info.output} · ${info.classes} classes · loaded in ${ms} ms`);
+    Object.assign(section.dataset, { userModel: user.name, preprocessing: query, classes: String(info.classes) });
+    if (photos.list.length) showGallery();
+    else $('photo-gallery').replaceChildren();
+    if (photos.pixels && photos.pixels.length === 3 * width() * height()) await classifyOriginal();
   } catch (e) {
-    status(`The ImageNet models could not be listed: ${e.message}`);
-    $('photos-load').disabled = true;
+    $('pre-error').textContent = `${user.name} could not be used with these settings: ${e.message}`;
+    status(`${user.name} could not be loaded`);
+    section.dataset.error = e.message;
+  }
+}
+
+/** Back to the shipped ImageNet model. */
+async function useShipped() {
+  if (photos.running) photos.lab.cancel();
+  photos.user = null;
+  photos.model = photos.shipped;
+  $('photo-input').hidden = true;
+  $('photos-card').hidden = false;
+  const url = new URL(location.href);
+  for (const key of PRE_KEYS) url.searchParams.delete(key);
+  history.replaceState(history.state, '', url);
+  delete $('photos-section').dataset.userModel;
+  if (photos.imagenet.length) photos.labels = photos.imagenet;
+  if (!photos.loading) {
+    $('photos-body').hidden = true;
+    $('photos-load').hidden = false;
+    status('');
     return;
   }
-  const { attack } = photos.model;
-  $('photos-load').textContent = `Load ${photos.model.name} (${(photos.model.bytes / 1e6).toFixed(1)} MB)`;
-  $('photos-card').href = assetUrl(`models/${photos.model.card}`);
-  $('photo-iterations').value = attack.max_iterations;
-  $('photo-c-steps').value = attack.c_steps;
-  $('photo-epsilon').value = attack.epsilon;
-  $('photo-pgd-steps').value = attack.pgd_steps;
-  $('photos-load').addEventListener('click', () => loadModel().catch(() => {}));
+  await photos.loading;
+  photos.labels = photos.imagenet;
+  await reload();
+  $('photos-load').hidden = true;
+  $('photos-body').hidden = false;
+  fillClasses();
+  status(`${photos.shipped.name} ready`);
+  showGallery();
+}
+
+/** The photo inputs and the attack's controls (every build: a dropped model uses them too). */
+function addPhotoInputs(section) {
   $('photo-file').addEventListener('change', (e) => openPhoto(e.target.files[0]));
   $('photo-camera').addEventListener('click', openCamera);
   $('camera-snap').addEventListener('click', snap);
@@ -375,10 +531,45 @@ async function main() {
   });
   section.addEventListener('dragover', (e) => { e.preventDefault(); e.stopPropagation(); });
   section.addEventListener('drop', (e) => {
+    const file = e.dataTransfer?.files?.[0];
+    if (file && !file.type.startsWith('image/')) return; // a model: the page's drop handler opens it
     e.preventDefault();
     e.stopPropagation();
-    openPhoto(e.dataTransfer?.files?.[0]);
+    openPhoto(file);
   });
+}
+
+async function main() {
+  const section = $('photos-section');
+  if (!section) return;
+  // a dropped colour model works here in every build, the single file included
+  window.addEventListener('blindspot:imagemodel', (e) => openUserModel(e.detail));
+  $('photo-input').addEventListener('submit', (e) => { e.preventDefault(); applySettings(); });
+  $('pre-range').addEventListener('change', syncRange);
+  $('pre-shipped').addEventListener('click', () => useShipped());
+  addPhotoInputs(section);
+  if (inlined) {
+    $('pre-shipped').hidden = true;
+    status('The ImageNet model (9.3 MB) is not part of the single-file build: open the hosted site for it.');
+    $('photos-load').disabled = true;
+    return;
+  }
+  try {
+    photos.shipped = (await fetchJson('models/imagenet.json')).models[0];
+    photos.model = photos.shipped;
+  } catch (e) {
+    status(`The ImageNet models could not be listed: ${e.message}`);
+    $('photos-load').disabled = true;
+    return;
+  }
+  const { attack } = photos.model;
+  $('photos-load').textContent = `Load ${photos.model.name} (${(photos.model.bytes / 1e6).toFixed(1)} MB)`;
+  $('photos-card').href = assetUrl(`models/${photos.model.card}`);
+  $('photo-iterations').value = attack.max_iterations;
+  $('photo-c-steps').value = attack.c_steps;
+  $('photo-epsilon').value = attack.epsilon;
+  $('photo-pgd-steps').value = attack.pgd_steps;
+  $('photos-load').addEventListener('click', () => loadModel().catch(() => {}));
   // asked for by the URL: load it now; kept from an earlier visit: say so on the button
   if (new URLSearchParams(location.search).has('photo')) loadModel().catch(() => {});
   else if (await (await openCache())?.match(modelUrl(photos.model))) {

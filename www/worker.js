@@ -1,6 +1,6 @@
 // The module worker that owns the wasm: loads models and classifies, one message at a time.
 import init, {
-  Model, amplified, lastPanic, mnistFromRgba, mnistLike, paperNoise, paperTarget, planesFromRgba, randomDirection,
+  Model, amplified, lastPanic, suggestPreprocessing, mnistFromRgba, mnistLike, paperNoise, paperTarget, planesFromRgba, randomDirection,
   unitDirection,
 } from '../pkg/blindspot.js';
 import { chooseBackend } from './backend.js';
@@ -131,8 +131,8 @@ function rate(run, ms) {
 }
 
 const ops = {
-  async load({ key, bytes, shape, backend }) {
-    const model = new Model(new Uint8Array(bytes), shape ? Uint32Array.from(shape) : undefined);
+  async load({ key, bytes, shape, backend, preprocessing }) {
+    const model = new Model(new Uint8Array(bytes), shape ? Uint32Array.from(shape) : undefined, preprocessing ?? undefined);
     models.get(key)?.free();
     models.set(key, model);
     if (backend) preference = backend;
@@ -199,6 +199,10 @@ const ops = {
   /** An RGBA image of a digit (photo, scan, screenshot) as an MNIST-style digit. */
   mnistFromRgba({ rgba, width, height }) {
     return Array.from(mnistFromRgba(rgba, width, height));
+  },
+  /** What a dropped file suggests for its input: { query, shape, channels } (src/preprocess.rs). */
+  suggest({ bytes }) {
+    return JSON.parse(suggestPreprocessing(new Uint8Array(bytes)));
   },
   /** An RGBA image (a photo drawn at the model's size) as the model's input planes. */
   planes({ rgba, width, height, channels }) {
