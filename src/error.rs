@@ -39,7 +39,12 @@ impl fmt::Display for Error {
                 write!(f, "blindspot has no gradient rule for: ")?;
                 let list: Vec<String> =
                     ops.iter().map(|(op, node)| format!("{op} (node \"{node}\")")).collect();
-                write!(f, "{}", list.join(", "))
+                write!(
+                    f,
+                    "{}; the model classifies, but cannot be attacked until these ops are re-exported as ones \
+                     blindspot differentiates (docs/gradients.md lists them)",
+                    list.join(", ")
+                )
             }
             Error::Model(why) => write!(f, "cannot use this model: {why}"),
             Error::Input(why) => write!(f, "bad input: {why}"),

@@ -85,6 +85,9 @@ fn an_op_without_a_rule_is_named_before_anything_runs() {
     let model = Classifier::load(&bytes, None).unwrap();
     assert!(model.classify(&[0.5; 784]).is_ok(), "the forward pass itself is fine");
     let e = model.gradient(&Objective::CrossEntropy).unwrap_err();
-    assert_eq!(e, Error::NoGradient(vec![("Sin".into(), "wobble".into())]));
-    assert_eq!(e.to_string(), "blindspot has no gradient rule for: Sin (node \"wobble\")");
+    assert_eq!(e, Error::NoGradient(vec![("Reduce<Prod>".into(), "wobble".into())]));
+    assert!(
+        e.to_string().starts_with("blindspot has no gradient rule for: Reduce<Prod> (node \"wobble\"); the model classifies"),
+        "{e}"
+    );
 }

@@ -41,11 +41,12 @@ def main():
          helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
         "two_inputs", [image_input("a"), image_input("b")], [logits], [w]), "two-inputs.onnx")
 
-    # Runs forward, but sin has no gradient rule in blindspot: gradients must be refused by name.
+    # Runs forward, but ReduceProd (over the single channel: the identity) has no gradient rule
+    # in blindspot: gradients must be refused by name. (Sin served here until it got a rule.)
     save(helper.make_graph(
-        [helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),
-         helper.make_node("Sin", ["flat"], ["wavy"], name="wobble"),
-         helper.make_node("MatMul", ["wavy", "w"], ["logits"], name="dense")],
+        [helper.make_node("ReduceProd", ["input"], ["wavy"], name="wobble", axes=[1], keepdims=1),
+         helper.make_node("Flatten", ["wavy"], ["flat"], name="flatten", axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
         "no_gradient", [image_input()], [logits], [w]), "no-gradient.onnx")
 
     # A valid tiny softmax regression (784 -> 10), for shape checks.

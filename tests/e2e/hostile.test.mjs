@@ -98,16 +98,17 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
   await stillWorks(page, 2);
   cases++;
 
-  // a model over the size limit is refused before it is read (dropped: a 201 MB file)
+  // a model over the size limit is refused before it is read (dropped: a 601 MB file, one 1 MB
+  // buffer repeated, so nothing that large is ever allocated)
   await page.evaluate(() => {
     const mb = new Uint8Array(1 << 20);
-    const file = new File(Array.from({ length: 201 }, () => mb), 'huge.onnx');
+    const file = new File(Array.from({ length: 601 }, () => mb), 'huge.onnx');
     const data = new DataTransfer();
     data.items.add(file);
     document.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
   });
   await page.waitForFunction(() => document.querySelector('#error').textContent.includes('huge.onnx'));
-  assert.match(await errorText(page), /"huge\.onnx" is 211 MB; blindspot loads models of up to 200 MB/);
+  assert.match(await errorText(page), /"huge\.onnx" is 630 MB; blindspot loads models of up to (600|\d{3}) MB in the page.*5\.3 times its size/);
   await stillWorks(page, 3);
   cases++;
 
@@ -118,7 +119,7 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
     && document.body.dataset.modelState === 'ready');
   await page.click('#run-attack');
   await page.waitForFunction(() => /attack failed/.test(document.querySelector('#attack-status').textContent));
-  assert.match(await page.textContent('#attack-status'), /Sin.*wobble|wobble.*Sin/);
+  assert.match(await page.textContent('#attack-status'), /Reduce<Prod> \(node "wobble"\); the model classifies, but cannot be attacked/);
   console.log(`no gradient rule: ${await page.textContent('#attack-status')}`);
   await stillWorks(page, 4);
   cases++;

@@ -1,7 +1,7 @@
 //! Ops that move values without arithmetic: concat, slice, constant pad, broadcast, cast, downsample.
 
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::array::{MultiBroadcastTo, Pad, PadMode, Slice, TypedConcat};
+use tract_onnx::tract_core::ops::array::{MultiBroadcastTo, Pad, PadMode, Slice, Tile, TypedConcat};
 use tract_onnx::tract_core::ops::cast::{cast, Cast};
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::downsample::Downsample;
@@ -13,6 +13,7 @@ pub fn handles(node: &TypedNode) -> bool {
         || node.op_is::<Slice>()
         || node.op_as::<Pad>().is_some_and(|p| matches!(p.mode, PadMode::Constant(_)))
         || node.op_is::<MultiBroadcastTo>()
+        || node.op_as::<Tile>().is_some_and(|t| t.multipliers.iter().all(|m| m.to_usize().is_ok()))
         || node.op_is::<Cast>()
         || node.op_as::<Downsample>().is_some_and(|d| d.stride > 0)
 }
@@ -88,6 +89,22 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
         let shape = b.shape(node.inputs[0])?;
         return Ok(tvec!(Some(b.unbroadcast(n, dy, &shape)?)));
     }
+    if let Some(tile) = node.op_as::<Tile>() {
+        // dy [r0 d0, r1 d1, ..] split into [r0, d0, r1, d1, ..]: every copy's share summed
+        let shape = b.shape(node.inputs[0])?;
+        let mut g = dy;
+        for (axis, m) in tile.multipliers.iter().enumerate() {
+            let r = m.to_usize()?;
+            if r == 1 {
+                continue;
+            }
+            let split = AxisOp::Reshape(axis, tvec!((r * shape[axis]).to_dim()), tvec!(r.to_dim(), shape[axis].to_dim()));
+            g = b.wire(n, split, &[g])?;
+            g = b.sum_keep(n, g, &[axis])?;
+            g = b.wire(n, AxisOp::Rm(axis), &[g])?;
+        }
+        return Ok(tvec!(Some(g)));
+    }
     // Cast: back to the input's type (float to float); an integer or boolean input, piecewise
     // constant in the image (a mask, a Floor through int), takes none
     let dt = b.fact(node.inputs[0])?.datum_type;
@@ -101,6 +118,13 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
 mod tests {
     use super::*;
     use crate::grad::check::{check_unary_graph, Rng};
+
+    #[test]
+    fn tile() -> TractResult<()> {
+        check_unary_graph(&[2, 3, 1], &mut Rng(9), |m, x| {
+            Ok(m.wire_node("tile", Tile { multipliers: tvec!(3.to_dim(), 1.to_dim(), 2.to_dim()) }, &[x])?[0])
+        })
+    }
     use tract_onnx::tract_core::ops::math;
 
     #[test]
