@@ -68,6 +68,16 @@ ensure_conformance_cases() {
   fi
 }
 
+# The ONNX model zoo's classic ImageNet graphs with seeded weights (tools/model_zoo.py ->
+# target/model-zoo/, 460 MB, about 30 s; their oracle is committed in tests/fixtures/model-zoo/).
+ZOO_MODELS=bvlc_alexnet,inception_v1,inception_v2,resnet50,shufflenet,squeezenet,densenet121
+ensure_model_zoo() {
+  if ! python3 "$ROOT/tools/model_zoo.py" --check --models "$ZOO_MODELS" >/dev/null 2>&1; then
+    say "writing the model zoo's graphs with seeded weights (tools/model_zoo.py)"
+    python3 "$ROOT/tools/model_zoo.py" --weights-only --check --models "$ZOO_MODELS" >/dev/null
+  fi
+}
+
 ensure_npm() {
   if [ ! -d "$ROOT/node_modules/playwright-core" ] \
      || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then

@@ -4,6 +4,7 @@ source "$(dirname "$0")/ensure.sh"
 cd "$ROOT"
 ensure_lavapipe
 ensure_conformance_cases
+ensure_model_zoo
 say "native tests (cargo test)"
 cargo test --all-targets
 build_wasm
