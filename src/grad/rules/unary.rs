@@ -160,10 +160,15 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grad
             let d = b.add(n, ramp, top)?;
             b.mul(n, dy, d)?
         }
-        // sin' = cos, cos' = -sin, tan' = 1 + tan^2
-        "Sin" => {
-            let c = b.wire(n, math::cos(), &[x])?;
-            b.mul(n, dy, c)?
+        // sin' = cos, sinh' = cosh, cosh' = sinh; cos' = -sin, tan' = 1 + tan^2
+        "Sin" | "Sinh" | "Cosh" => {
+            let derivative = match op.0.name().as_ref() {
+                "Sin" => math::cos(),
+                "Sinh" => math::cosh(),
+                _ => math::sinh(),
+            };
+            let d = b.wire(n, derivative, &[x])?;
+            b.mul(n, dy, d)?
         }
         "Cos" => {
             let s = b.wire(n, math::sin(), &[x])?;
@@ -199,15 +204,6 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grad
             let one = b.scalar_like(n, 1.0, x)?;
             let inner = if op.0.name() == "Atan" { b.add(n, one, sq)? } else { b.sub(n, one, sq)? };
             b.div(n, dy, inner)?
-        }
-        // sinh' = cosh, cosh' = sinh
-        "Sinh" => {
-            let c = b.wire(n, math::cosh(), &[x])?;
-            b.mul(n, dy, c)?
-        }
-        "Cosh" => {
-            let s = b.wire(n, math::sinh(), &[x])?;
-            b.mul(n, dy, s)?
         }
         // steps: constant between their jumps, so no gradient flows (an attack through a
         // quantiser sees none, which is the truth about it)
