@@ -11,11 +11,18 @@ use super::{Backward, Grads};
 pub fn handles(node: &TypedNode) -> bool {
     node.op_is::<TypedConcat>()
         || node.op_is::<Slice>()
-        || node.op_as::<Pad>().is_some_and(|p| matches!(p.mode, PadMode::Constant(_)))
+        || node.op_is::<Pad>()
         || node.op_is::<MultiBroadcastTo>()
         || node.op_as::<Tile>().is_some_and(|t| t.multipliers.iter().all(|m| m.to_usize().is_ok()))
         || node.op_is::<Cast>()
         || node.op_as::<Downsample>().is_some_and(|d| d.stride > 0)
+}
+
+/// `a` reversed along `axis` (of length `len`): a Gather by constant indices len-1, ..., 0.
+fn reverse(b: &mut Backward, n: &str, a: OutletId, axis: usize, len: usize) -> TractResult<OutletId> {
+    let indices: Vec<i64> = (0..len as i64).rev().collect();
+    let indices = b.konst(n, tensor1(&indices))?;
+    b.wire(n, tract_onnx::tract_core::ops::array::Gather::new(axis), &[a, indices])
 }
 
 /// Downsample keeps every stride-th element from `modulo` on: dy goes back to those places, with
@@ -71,12 +78,57 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
         return Ok(tvec!(Some(b.wire(n, Pad::new(pads, PadMode::Constant(zero)), &[dy])?)));
     }
     if let Some(pad) = node.op_as::<Pad>() {
-        // the inner part of dy, one axis at a time
+        // one axis at a time (a pad in every mode is the same pads applied axis by axis): the
+        // inner part of dy, plus for edge and reflect what the padding copied, sent back
         let shape = b.shape(node.inputs[0])?;
         let mut g = dy;
-        for (axis, (before, _)) in pad.pads.iter().enumerate() {
-            if b.shape(g)?[axis] != shape[axis] {
-                g = b.wire(n, Slice::new(axis, *before, *before + shape[axis]), &[g])?;
+        for (axis, &(before, after)) in pad.pads.iter().enumerate() {
+            if before + after == 0 {
+                continue;
+            }
+            let len = shape[axis];
+            let inner = b.wire(n, Slice::new(axis, before, before + len), &[g])?;
+            let left = if before > 0 { Some(b.wire(n, Slice::new(axis, 0, before), &[g])?) } else { None };
+            let right =
+                if after > 0 { Some(b.wire(n, Slice::new(axis, before + len, before + len + after), &[g])?) } else { None };
+            g = inner;
+            let rank = b.fact(g)?.rank();
+            let zero = || Tensor::zero_scalar::<f32>().map(|t| PadMode::Constant(Arc::new(t)));
+            let mut place = |b: &mut Backward, part: OutletId, at: (usize, usize)| -> TractResult<OutletId> {
+                let mut pads = vec![(0, 0); rank];
+                pads[axis] = at;
+                b.wire(n, Pad::new(pads, zero()?), &[part])
+            };
+            let mut spread = vec![];
+            match pad.mode {
+                PadMode::Constant(_) => {}
+                // every padded copy is of the first (last) element: their dy summed there
+                PadMode::Edge => {
+                    if let Some(l) = left {
+                        let l = b.sum_keep(n, l, &[axis])?;
+                        spread.push(place(b, l, (0, len - 1))?);
+                    }
+                    if let Some(r) = right {
+                        let r = b.sum_keep(n, r, &[axis])?;
+                        spread.push(place(b, r, (len - 1, 0))?);
+                    }
+                }
+                // y[before - k] = x[k] and y[before + len - 1 + k] = x[len - 1 - k], k >= 1: the
+                // padded parts reversed land on x[1..=before] and x[len-1-after..len-1]
+                PadMode::Reflect => {
+                    ensure!(before < len && after < len, "a reflect pad wider than its axis");
+                    if let Some(l) = left {
+                        let l = reverse(b, n, l, axis, before)?;
+                        spread.push(place(b, l, (1, len - 1 - before))?);
+                    }
+                    if let Some(r) = right {
+                        let r = reverse(b, n, r, axis, after)?;
+                        spread.push(place(b, r, (len - 1 - after, 1))?);
+                    }
+                }
+            }
+            for part in spread {
+                g = b.add(n, g, part)?;
             }
         }
         return Ok(tvec!(Some(g)));
@@ -118,6 +170,16 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
 mod tests {
     use super::*;
     use crate::grad::check::{check_unary_graph, Rng};
+
+    #[test]
+    fn pads_in_every_mode() -> TractResult<()> {
+        for mode in [PadMode::Edge, PadMode::Reflect] {
+            check_unary_graph(&[2, 4, 5], &mut Rng(10), |m, x| {
+                Ok(m.wire_node("pad", Pad::new(vec![(0, 0), (2, 0), (1, 3)], mode.clone()), &[x])?[0])
+            })?;
+        }
+        Ok(())
+    }
 
     #[test]
     fn tile() -> TractResult<()> {
