@@ -800,6 +800,7 @@ def deriv_text(x):
     return repr(float("%.12g" % x))
 
 
+NPZ_ORDER = ("x", "expected", "v", "directions", "x_jittered")
 ORDER = ["source", "case", "ops", "opset", "model", "input", "input_shape", "output",
          "output_shape", "oracle", "forward_ok", "arrays", "x", "expected", "v", "directions",
          "steps", "derivatives", "one_sided", "jittered", "skipped"]
@@ -832,16 +833,15 @@ def entry_text(entry, arrays, inline):
     return "{" + ",".join(parts) + "}"
 
 
-def npz_bytes(arrays):
+def npz_bytes(items):
     """An uncompressed .npz (what np.savez writes; np.load and ndarray-npy's `npz` feature,
-    which needs no deflate, read it) with fixed timestamps, so reruns are byte-identical."""
+    which needs no deflate, read it) of (name, array) pairs, with fixed timestamps, so reruns
+    are byte-identical. tools/exporters.py and tools/model_zoo.py write theirs with it too."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
-        for k in ("x", "expected", "v", "directions", "x_jittered"):
-            if k not in arrays:
-                continue
+        for k, a in items:
             arr = io.BytesIO()
-            np.lib.format.write_array(arr, np.ascontiguousarray(arrays[k]), allow_pickle=False)
+            np.lib.format.write_array(arr, np.ascontiguousarray(a), allow_pickle=False)
             info = zipfile.ZipInfo(k + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
@@ -892,7 +892,7 @@ def write_all(out_dir, results, merge):
                 entry = dict(entry)
                 entry["arrays"] = "tests/fixtures/conformance/%s/%s.npz" % (source, name)
                 with open(os.path.join(sub, name + ".npz"), "wb") as fh:
-                    fh.write(npz_bytes(arrays))
+                    fh.write(npz_bytes([(k, arrays[k]) for k in NPZ_ORDER if k in arrays]))
                 text = entry_text(entry, arrays, inline=False)
         lines[(source, name)] = text
     if merge is not None:

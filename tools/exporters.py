@@ -176,7 +176,6 @@ import tempfile
 import time
 import traceback
 import warnings
-import zipfile
 
 import numpy as np
 import onnx
@@ -719,9 +718,12 @@ ORDER = ["name", "file", "arrays", "exporter", "framework", "architecture", "ops
          "derivatives_fine", "notes", "skipped"]
 
 
-def entry_text(e):
+def entry_text(e, order=None):
+    """One manifest entry on one line, keys in `order` (this tool's ORDER by default; also
+    tools/model_zoo.py's): float32 outputs as the shortest decimals that read back, steps as
+    float64 reprs, losses and derivatives to 12 significant digits (tools/conformance.py's)."""
     parts = []
-    for k in ORDER:
+    for k in order or ORDER:
         if k not in e:
             continue
         v = e[k]
@@ -741,19 +743,7 @@ def entry_text(e):
     return "{" + ",".join(parts) + "}"
 
 
-def npz_bytes(arrays):
-    """An uncompressed .npz (what np.savez writes) with fixed timestamps: reruns are
-    byte-identical."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
-        for k, a in arrays:
-            arr = io.BytesIO()
-            np.lib.format.write_array(arr, np.ascontiguousarray(a), allow_pickle=False)
-            info = zipfile.ZipInfo(k + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_STORED
-            info.external_attr = 0o644 << 16
-            z.writestr(info, arr.getvalue())
-    return buf.getvalue()
+npz_bytes = C.npz_bytes
 
 
 def onnx_fingerprint(blob):

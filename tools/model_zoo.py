@@ -759,25 +759,7 @@ ORDER = ["name", "file", "arrays", "sha256", "npz_sha256", "bytes", "source", "o
 
 
 def entry_text(e):
-    parts = []
-    for k in ORDER:
-        if k not in e:
-            continue
-        v = e[k]
-        if k == "onnxruntime":
-            val = "[" + ",".join(C.f32_list(r) for r in v) + "]"
-        elif k == "loss":
-            val = "[" + ",".join(C.deriv_text(d) for d in v) + "]"
-        elif k == "steps":
-            val = "[" + ",".join(C.f64_text(h) for h in v) + "]"
-        elif k == "derivatives":
-            val = "[" + ",".join("[" + ",".join("[" + ",".join(C.deriv_text(d) for d in row)
-                                                + "]" for row in per_input) + "]"
-                                 for per_input in v) + "]"
-        else:
-            val = json.dumps(v, allow_nan=False, ensure_ascii=True, separators=(",", ":"))
-        parts.append(json.dumps(k) + ":" + val)
-    return "{" + ",".join(parts) + "}"
+    return E.entry_text(e, ORDER)
 
 
 def read_manifest():
