@@ -33,9 +33,9 @@ impl F64Objective {
         use tract_onnx::tract_core::transform::ModelTransform;
         use tract_onnx::tract_core::model::translator::Translate;
         let mut graph = ExpandForF64.translate_model(model.graph())?;
-        // Erf, GELU, SiLU and hard swish have no f64 kernel and no closed form: they stay in f32 (casts around
+        // Erf, GELU, SiLU, hard swish and Resize have no f64 kernel and no closed form: they stay in f32 (casts around
         // them), so a check through them needs a larger step.
-        let f64_capable = |node: &TypedNode| !matches!(node.op.name().as_ref(), "Erf" | "GeluExact" | "GeluApproximate" | "Silu" | "HardSwish");
+        let f64_capable = |node: &TypedNode| !matches!(node.op.name().as_ref(), "Erf" | "GeluExact" | "GeluApproximate" | "Silu" | "HardSwish" | "Resize");
         FloatPrecisionTranslator::with_filter(f32::datum_type(), f64::datum_type(), f64_capable)
             .transform(&mut graph)?;
         Ok(F64Objective {

@@ -10,6 +10,7 @@ mod mask;
 mod norm;
 mod pool;
 mod reduce;
+mod resize;
 mod shape;
 mod softmax;
 mod unary;
@@ -34,6 +35,7 @@ pub fn has_rule(node: &TypedNode) -> bool {
         || norm::handles(node)
         || pool::handles(node)
         || reduce::handles(node)
+        || resize::handles(node)
         || shape::handles(node)
         || softmax::handles(node)
         || unary::handles(node)
@@ -66,6 +68,8 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dys: &[Option<OutletId>], wanted:
         pool::vjp(b, node, dy)
     } else if reduce::handles(node) {
         reduce::vjp(b, node, dy)
+    } else if resize::handles(node) {
+        resize::vjp(b, node, dy)
     } else if shape::handles(node) {
         shape::vjp(b, node, dy, wanted)
     } else if softmax::handles(node) {

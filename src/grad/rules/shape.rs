@@ -94,7 +94,7 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
             g = inner;
             let rank = b.fact(g)?.rank();
             let zero = || Tensor::zero_scalar::<f32>().map(|t| PadMode::Constant(Arc::new(t)));
-            let mut place = |b: &mut Backward, part: OutletId, at: (usize, usize)| -> TractResult<OutletId> {
+            let place = |b: &mut Backward, part: OutletId, at: (usize, usize)| -> TractResult<OutletId> {
                 let mut pads = vec![(0, 0); rank];
                 pads[axis] = at;
                 b.wire(n, Pad::new(pads, zero()?), &[part])
