@@ -68,7 +68,12 @@ impl Classifier {
     /// Declutters and optimises a typed graph whose only output is the logits.
     fn finish(typed: TypedModel, shape: Vec<usize>, output: Output) -> Result<Classifier> {
         let decluttered =
-            typed.clone().into_decluttered().map_err(|e| Error::Model(format!("simplifying: {}", chain(&e))))?;
+            typed.clone().into_decluttered().map_err(|e| {
+                Error::Model(format!(
+                    "simplifying: {}; re-export it with opset 13 or later and constant folding (onnx-simplifier)",
+                    chain(&e)
+                ))
+            })?;
         refuse_non_finite_weights(&decluttered)?;
         let logits = decluttered.output_outlets().map_err(|e| Error::Model(chain(&e)))?[0];
         let classes = classes_of(&decluttered, logits, shape[0])?;
@@ -267,7 +272,12 @@ fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preproc
     refuse_misread(graph)?;
     let mut model = onnx
         .model_for_proto_model(&proto)
-        .map_err(|e| Error::Model(format!("parsing the graph failed: {}", chain(&e))))?;
+        .map_err(|e| {
+            Error::Model(format!(
+                "parsing the graph failed: {}; re-export it with opset 13 or later, or check it with onnx.checker",
+                chain(&e)
+            ))
+        })?;
     refuse_unsupported(&model)?;
     let inputs = model.input_outlets().map_err(|e| Error::Model(chain(&e)))?.len();
     if inputs != 1 {
@@ -284,7 +294,11 @@ fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preproc
         .set_input_fact(0, f32::fact(&shape).into())
         .map_err(|e| Error::Model(chain(&e)))?;
     let typed = model.into_typed().map_err(|e| {
-        Error::Model(format!("input shape {shape:?} does not fit the graph: {}", chain(&e)))
+        Error::Model(format!(
+            "input shape {shape:?} does not fit the graph: {}; give the shape it takes (the CLI's --shape), \
+             or re-export it with fixed shapes (onnx-simplifier folds shape computations)",
+            chain(&e)
+        ))
     })?;
     Ok((typed, shape))
 }
