@@ -158,6 +158,12 @@ export class LabWorker {
   }
 
   /** RGBA bytes (ImageData, width x height) as a model input of `channels` planes (1 grey, 3 RGB). */
+  /** Frees loaded model `key` in the worker (its file stays known, to load again). */
+  unload(key) {
+    this.loaded.delete(key);
+    return this.call('unload', { key });
+  }
+
   /** What an ONNX file suggests for its input: { query, shape, channels } (a copy of `bytes` is sent). */
   suggest(bytes) {
     const copy = bytes.slice(0);

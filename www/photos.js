@@ -444,7 +444,10 @@ async function applySettings() {
   $('pre-error').textContent = '';
   delete section.dataset.userModel;
   status(`loading ${user.name}…`);
-  const id = `local:${user.name}`;
+  // one worker key per file and settings: an answer still coming from the previous settings
+  // can never be computed by, or shown for, these
+  const id = `local:${user.name}?${query}`;
+  const previous = photos.model?.local && photos.model.id !== id ? photos.model.id : null;
   photos.lab ??= new LabWorker();
   photos.lab.loaded.delete(id);
   photos.lab.files.set(id, Promise.resolve(user.bytes)); // ensure() loads these again after a cancel
@@ -461,6 +464,7 @@ async function applySettings() {
     }
     if (!inlined && photos.shipped) await loadPhotoList().catch(() => {});
     photos.model = { id, name: user.name, local: true, preprocessing: query, input: { shape: info.inputShape } };
+    if (previous) photos.lab.unload(previous).catch(() => {});
     photos.labels = named ?? defaultLabels(info.classes);
     photos.original = null;
     photos.result = null;

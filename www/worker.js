@@ -148,6 +148,13 @@ const ops = {
     await applyBackend(key);
     return { ...about, ...(await backendStatus(key)) };
   },
+  /** Frees model `key` (a dropped model loaded again with other settings replaces it). */
+  unload({ key }) {
+    models.get(key)?.free();
+    models.delete(key);
+    backends.delete(key);
+    return true;
+  },
   /** Sets the backend preference ('cpu' | 'webgpu' | 'auto') and applies it to model `key`. */
   async backend({ preference: wanted, key }) {
     preference = wanted;
