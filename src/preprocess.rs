@@ -26,6 +26,16 @@ pub enum Layout {
     Nhwc,
 }
 
+impl Layout {
+    /// The channel axis of a 4-D input in this layout.
+    pub fn channel_axis(self) -> usize {
+        match self {
+            Layout::Nchw => 1,
+            Layout::Nhwc => 3,
+        }
+    }
+}
+
 /// What the model's channels hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channels {
@@ -170,8 +180,7 @@ impl Preprocessing {
         if dims.len() == 4 {
             let channels_last = matches!(dims[3], Some(1 | 3)) && !matches!(dims[1], Some(1 | 3));
             p.layout = if channels_last { Layout::Nhwc } else { Layout::Nchw };
-            let c = if channels_last { dims[3] } else { dims[1] };
-            if c == Some(1) {
+            if dims[p.layout.channel_axis()] == Some(1) {
                 p.channels = Channels::Grey;
             }
         }
@@ -241,11 +250,7 @@ impl Preprocessing {
                 dims.len()
             )));
         }
-        let c = match self.layout {
-            Layout::Nchw => dims[1],
-            Layout::Nhwc => dims[3],
-        };
-        let c = c.ok_or_else(|| Error::Model(format!("input \"{}\" does not declare its channel count", input.name)))?;
+        let c = dims[self.layout.channel_axis()].ok_or_else(|| Error::Model(format!("input \"{}\" does not declare its channel count", input.name)))?;
         match (self.channels, c) {
             (Channels::Grey, 1) | (Channels::Rgb | Channels::Bgr, 3) => {}
             (channels, c) => {

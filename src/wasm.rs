@@ -181,10 +181,7 @@ pub fn suggest_preprocessing(bytes: &[u8]) -> Result<String, JsError> {
     let proto = crate::model::decode(bytes).map_err(js_error)?;
     let pre = crate::preprocess::Preprocessing::suggested(&proto).map_err(js_error)?;
     let shape = crate::preprocess::declared_shape(&proto);
-    let channels = match pre.layout {
-        crate::preprocess::Layout::Nhwc => shape.get(3),
-        crate::preprocess::Layout::Nchw => shape.get(1),
-    };
+    let channels = shape.get(pre.layout.channel_axis());
     Ok(format!(
         "{{\"query\":\"{}\",\"shape\":[{}],\"channels\":{}}}",
         pre.to_query(),

@@ -157,7 +157,6 @@ export class LabWorker {
     return this.call('mnistLike', { pixels, width, height });
   }
 
-  /** RGBA bytes (ImageData, width x height) as a model input of `channels` planes (1 grey, 3 RGB). */
   /** Frees loaded model `key` in the worker (its file stays known, to load again). */
   unload(key) {
     this.loaded.delete(key);
@@ -170,6 +169,7 @@ export class LabWorker {
     return this.call('suggest', { bytes: copy }, [copy]);
   }
 
+  /** RGBA bytes (ImageData, width x height) as a model input of `channels` planes (1 grey, 3 RGB). */
   planes(rgba, width, height, channels) {
     return this.call('planes', { rgba, width, height, channels });
   }

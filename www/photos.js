@@ -498,7 +498,6 @@ async function useShipped() {
   for (const key of PRE_KEYS) url.searchParams.delete(key);
   history.replaceState(history.state, '', url);
   delete $('photos-section').dataset.userModel;
-  if (photos.imagenet.length) photos.labels = photos.imagenet;
   if (!photos.loading) {
     $('photos-body').hidden = true;
     $('photos-load').hidden = false;
