@@ -76,8 +76,28 @@ fn refusal(e: &Error) -> String {
             names.dedup();
             format!("tract cannot run: {}", names.join(", "))
         }
+        Error::Model(why) => match (shapes_stop(why), node_refusal(why)) {
+            (Some(op), _) => format!("tract cannot work out the shapes at a {op} node"),
+            (None, Some((op, reason))) => format!("{op}: {}", short(reason)),
+            (None, None) => format!("error: {}", short(why)),
+        },
         other => format!("error: {}", short(&other.to_string())),
     }
+}
+
+/// A refusal model.rs words as `node LABEL (Op): reason`: the op and the reason.
+fn node_refusal(why: &str) -> Option<(&str, &str)> {
+    let rest = why.strip_prefix("node ")?;
+    let end = rest.find("): ")?;
+    let op = rest[..end].rsplit('(').next()?;
+    Some((op, &rest[end + 3..]))
+}
+
+/// The op tract's shape analysis stopped at, from model.rs's message: `... at node #37 "name" Pad with ...`.
+fn shapes_stop(why: &str) -> Option<&str> {
+    let rest = why.strip_prefix("tract cannot work out the shapes at node #")?;
+    let after_name = rest.split('"').nth(2)?;
+    after_name.split_whitespace().next()
 }
 
 fn replay(case: &Value) -> Verdict {

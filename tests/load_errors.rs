@@ -50,7 +50,11 @@ fn two_inputs_are_refused() {
 #[test]
 fn wrong_input_shape_is_refused() {
     let e = load_err(&fixture("tiny-linear.onnx"), Some(&[1, 3, 28, 28]));
-    assert!(e.to_string().contains("input shape [1, 3, 28, 28] does not fit the graph"), "{e}");
+    let e = e.to_string();
+    // the node tract stopped at, the shape, and both ways out
+    assert!(e.contains("tract cannot work out the shapes at node #"), "{e}");
+    assert!(e.contains("with input shape [1, 3, 28, 28]"), "{e}");
+    assert!(e.contains("give it (the CLI's --shape)") && e.contains("re-export it with fixed shapes"), "{e}");
 }
 
 #[test]
@@ -104,4 +108,12 @@ fn a_symbolic_image_size_asks_for_the_shape() {
     // given a shape, the same file loads
     let m = Classifier::load(&fixture("dynamic-shape.onnx"), Some(&[1, 1, 28, 28])).unwrap();
     assert_eq!(m.classes(), 10);
+}
+
+#[test]
+fn an_opset_6_prelu_whose_input_rank_is_unknown_is_refused_by_node() {
+    // its 1-D slope is per channel before opset 7; tract would apply it along the last axis
+    let e = load_err(&fixture("prelu-6.onnx"), None).to_string();
+    assert!(e.contains("node \"prelu\" (PRelu, opset 6)"), "{e}");
+    assert!(e.contains("re-export with opset 7 or later"), "{e}");
 }

@@ -15,8 +15,8 @@ def image_input(name="input"):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1, 28, 28])
 
 
-def save(graph, name):
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+def save(graph, name, opset=13):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.save(model, os.path.join(OUT, name))
 
@@ -85,6 +85,16 @@ def main():
          helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
         "size_32", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 32, 32])], [logits], [w32]),
         "size-32.onnx")
+
+    # PRelu at opset 6, its 1-D slope per channel, after a Relu whose output's rank the file does
+    # not declare: tract would broadcast the slope against the last axis, so it is refused.
+    slope = numpy_helper.from_array(np.array([0.1, 0.2, 0.3], np.float32), "slope")
+    save(helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["r"], name="relu"),
+         helper.make_node("PRelu", ["r", "slope"], ["p"], name="prelu"),
+         helper.make_node("Flatten", ["p"], ["logits"], name="flatten", axis=1)],
+        "prelu_6", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 2, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 18])], [slope]), "prelu-6.onnx", opset=6)
 
 
 if __name__ == "__main__":

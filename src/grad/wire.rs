@@ -47,10 +47,14 @@ impl Backward {
         self.model.add_const(name, t)
     }
 
-    /// A scalar constant broadcastable against `like` (same rank, all dimensions 1).
+    /// A scalar constant broadcastable against `like` (same rank, all dimensions 1), in its float
+    /// type (tract computes some ops in f64: Pow with an integer exponent).
     pub fn scalar_like(&mut self, name: &str, value: f32, like: OutletId) -> TractResult<OutletId> {
-        let rank = self.fact(like)?.rank();
-        let t = tensor0(value).broadcast_into_rank(rank)?;
+        let fact = self.fact(like)?;
+        let mut t = tensor0(value).broadcast_into_rank(fact.rank())?;
+        if fact.datum_type.is_float() && fact.datum_type != f32::datum_type() {
+            t = t.cast_to_dt(fact.datum_type)?.into_owned();
+        }
         self.konst(name, t)
     }
 
