@@ -265,7 +265,7 @@ fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preproc
     if let Some(pre) = pre {
         pre.wire(&mut proto)?;
     }
-    mend_prelu_6(&mut proto, input_shape.map(|s| s.len()))?;
+    let wraps = crate::mend::mend(&mut proto, input_shape.map(|s| s.len()))?;
     let Some(graph) = proto.graph.as_ref() else {
         return Err(Error::NotOnnx("the file holds no graph".into()));
     };
@@ -310,6 +310,7 @@ fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preproc
              (onnx-simplifier folds shape computations) so that tract 0.23.9 can analyse that node"
         ))
     })?;
+    crate::mend::check_wraps(&typed, &wraps)?;
     Ok((typed, shape))
 }
 
@@ -414,63 +415,12 @@ fn check_graph(graph: &tract_onnx::pb::GraphProto) -> Result<()> {
 }
 
 /// How a message names a node: its name, or its place in the file when it has none.
-fn node_label(index: usize, node: &tract_onnx::pb::NodeProto) -> String {
+pub(crate) fn node_label(index: usize, node: &tract_onnx::pb::NodeProto) -> String {
     if node.name.is_empty() {
         format!("#{index} (unnamed, output \"{}\")", node.output.iter().find(|o| !o.is_empty()).map_or("", |o| o.as_str()))
     } else {
         format!("\"{}\"", node.name)
     }
-}
-
-/// PRelu before opset 7 applies a 1-D slope per channel (axis 1); tract reads every opset with
-/// numpy broadcasting, against the last axis, which gives other numbers (or none) wherever the
-/// data has more than 2 axes. Such a slope is reshaped to [C, 1, ...] where the file (or the
-/// given input shape) says the data's rank, and refused by node where it does not.
-fn mend_prelu_6(proto: &mut tract_onnx::pb::ModelProto, input_rank: Option<usize>) -> Result<()> {
-    use tract_onnx::pb;
-    let opset = proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(0, |o| o.version);
-    let Some(graph) = proto.graph.as_mut() else { return Ok(()) };
-    if opset >= 7 || !graph.node.iter().any(|n| n.op_type == "PRelu") {
-        return Ok(());
-    }
-    let rank_of = |v: &pb::ValueInfoProto| match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
-        Some(pb::type_proto::Value::TensorType(t)) => t.shape.as_ref().map(|s| s.dim.len()),
-        None => None,
-    };
-    let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let mut ranks: std::collections::HashMap<String, usize> = graph
-        .value_info
-        .iter()
-        .chain(graph.input.iter().filter(|i| !initializers.contains(&i.name.as_str())))
-        .filter_map(|v| Some((v.name.clone(), rank_of(v)?)))
-        .collect();
-    let first_input = graph.input.iter().find(|i| !initializers.contains(&i.name.as_str())).map(|i| i.name.clone());
-    if let (Some(name), Some(rank)) = (first_input, input_rank) {
-        ranks.insert(name, rank);
-    }
-    let pb::GraphProto { node, initializer, .. } = graph;
-    for (index, node) in node.iter().enumerate() {
-        if node.op_type != "PRelu" || node.input.len() < 2 {
-            continue;
-        }
-        let Some(slope) = initializer.iter_mut().find(|t| t.name == node.input[1]) else { continue };
-        if slope.dims.len() != 1 || slope.dims[0] <= 1 {
-            continue;
-        }
-        match ranks.get(&node.input[0]) {
-            Some(&rank) if rank > 2 => slope.dims.extend(std::iter::repeat_n(1, rank - 2)),
-            Some(_) => {}
-            None => {
-                return Err(Error::Model(format!(
-                    "node {} (PRelu, opset {opset}): its slope of {} values is per channel, and the file does \
-                     not say its input's rank; re-export with opset 7 or later (a slope of shape [C, 1, 1])",
-                    node_label(index, node),
-                    slope.dims[0]
-                )))
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Attributes tract 0.23.9 parses past without reading, so it would compute another function

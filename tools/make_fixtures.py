@@ -96,6 +96,30 @@ def main():
         "prelu_6", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 2, 3])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 18])], [slope]), "prelu-6.onnx", opset=6)
 
+    # Pad in wrap mode (opset 19), which tract 0.23.9 does not know: blindspot rewrites it as slices
+    # and concatenations. wrap-pad.npz holds the oracle: x, numpy's np.pad(x, mode="wrap") (which
+    # onnxruntime's output equals), a direction v and the exact gradient of <v, pad(x)>: the pad
+    # is linear, so its Jacobian is np.pad of each basis vector. wrap-pad-long.onnx pads an axis
+    # of 3 cells by 4: more than once around, refused.
+    shape, widths = (1, 2, 3, 4), ((0, 0), (0, 0), (1, 2), (2, 1))
+    for name, pads in [("wrap-pad.onnx", widths), ("wrap-pad-long.onnx", ((0, 0), (0, 0), (4, 0), (0, 0)))]:
+        flat = np.array([p[0] for p in pads] + [p[1] for p in pads], np.int64)
+        save(helper.make_graph(
+            [helper.make_node("Pad", ["input", "pads"], ["padded"], name="wrap", mode="wrap")],
+            "wrap_pad", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(shape))],
+            [helper.make_tensor_value_info("padded", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(flat, "pads")]), name, opset=19)
+    x = rng.random(shape).astype(np.float32)
+    expected = np.pad(x, widths, mode="wrap")
+    import onnxruntime
+    session = onnxruntime.InferenceSession(os.path.join(OUT, "wrap-pad.onnx"))
+    assert np.array_equal(session.run(None, {"input": x})[0], expected)
+    v = rng.standard_normal(expected.shape).astype(np.float32)
+    n = x.size
+    jacobian = np.stack([np.pad(np.eye(n)[i].reshape(shape), widths, mode="wrap").ravel() for i in range(n)], axis=1)
+    gradient = (jacobian.T @ v.ravel().astype(np.float64)).astype(np.float32).reshape(shape)
+    np.savez(os.path.join(OUT, "wrap-pad.npz"), x=x, expected=expected, v=v, gradient=gradient)
+
 
 if __name__ == "__main__":
     main()
