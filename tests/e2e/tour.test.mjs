@@ -160,9 +160,38 @@ test('screenshots: desktop and phone width, tables scroll inside their box', asy
   await page.setViewportSize({ width: 1280, height: 900 });
 });
 
-test('the default N runs Table 1 within a minute', async () => {
+// How long the default N takes is printed here and measured by the benchmark; a test asserts what
+// the run computed, never its speed (timings vary with the machine).
+test('the default N runs Table 1 to the end: every model, every digit, a distortion for each success', async () => {
   const fresh = await openPage(browser.context, browser.base);
   await fresh.waitForSelector('#tour[data-ready]', { timeout: 60_000 });
+  const n = Number(await fresh.inputValue('#tour-n'));
+  assert.ok(n >= 100, `the default N is ${n}`);
+  const started = Date.now();
+  await fresh.click('#tour-table1-run');
+  await fresh.waitForSelector('#tour-table1:is([data-state="done"], [data-state="error"])', { timeout: 300_000 });
+  const seconds = (Date.now() - started) / 1000;
+  assert.equal(await fresh.getAttribute('#tour-table1', 'data-state'), 'done', await fresh.textContent('#tour-table1-status'));
+  assert.match(await fresh.textContent('#tour-table1-status'), new RegExp(`^done in [\\d.]+ s · 6 × ${n} attacks, [\\d.]+ s each$`));
+  console.log(`Table 1 with the default N = ${n}: ${seconds.toFixed(1)} s (${await fresh.getAttribute('#tour-table1', 'data-per-attack')} s per attack in the worker)`);
+  const rows = await fresh.$$eval('#tour-table1 tbody tr', (rs) => rs.map((r) => ({ ...r.dataset })));
+  assert.deepEqual(rows.map((r) => r.model), TABLE1);
+  for (const row of rows) {
+    assert.equal(row.targets.split(',').length, n, `${row.model}: a target per digit`);
+    assert.match(row.success, new RegExp(`^[01]{${n}}$`), `${row.model}: a verdict per digit`);
+    const successes = [...row.success].filter((c) => c === '1').length;
+    assert.equal(Number(row.successes), successes, row.model);
+    assert.ok(successes >= 0.9 * n, `${row.model}: ${successes} of ${n} attacks reached their target`);
+    const d = row.distortions.split(',').map(Number);
+    assert.equal(d.length, n, row.model);
+    const good = d.filter((_, i) => row.success[i] === '1');
+    assert.ok(good.every((x) => x > 0 && x < 1), `${row.model}: distortions of the successes in (0, 1)`);
+    const mean = good.reduce((s, x) => s + x, 0) / good.length;
+    assert.ok(Math.abs(mean - Number(row.distortion)) <= 1e-4 * mean, `${row.model}: the mean shown is the mean of the digits`);
+  }
+  assert.deepEqual(fresh.problems, []);
+  await fresh.close();
+});
   const n = Number(await fresh.inputValue('#tour-n'));
   const started = Date.now();
   await fresh.click('#tour-table1-run');
