@@ -1,7 +1,9 @@
 //! Throughput measurement: evaluations per second of forward and forward + gradient passes, on
 //! the CPU (tract) and, natively, on the WebGPU backend.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::attack::Instant;
 
 use crate::grad::Objective;
 use crate::{Classifier, Result};

@@ -7,6 +7,7 @@ pub mod error;
 pub mod gpu;
 pub mod grad;
 pub mod image;
+pub mod lab;
 mod mend;
 pub mod model;
 pub mod output;

@@ -340,7 +340,7 @@ fn table1(args: &Args) -> Result<()> {
     args.refuse_unknown(&["n", "seed", "models", "csv"])?;
     let mut csv = String::from("model,digit,label,target,success,distortion\n");
     let n: usize = number(args, "n", 1000)?;
-    let seed: u64 = number(args, "seed", 2013)?;
+    let seed: u64 = number(args, "seed", blindspot::paper::SEED)?;
     let table1 = ["fc10-1e-4", "fc10-1e-2", "fc10-1", "fc100-100-10", "fc200-200-10", "ae400-10"];
     let wanted: Vec<String> = match args.option("models") {
         Some(list) => list.split(',').map(str::to_string).collect(),
@@ -394,7 +394,7 @@ fn table_args(args: &Args) -> Result<(usize, u64, blindspot::DigitPack, usize)> 
     args.refuse_unknown(&["n", "seed"])?;
     let pack = blindspot::DigitPack::parse(&read("models/data/mnist-test-10k.bin")?)?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    Ok((number(args, "n", 1000)?, number(args, "seed", 2013)?, pack, threads))
+    Ok((number(args, "n", 1000)?, number(args, "seed", blindspot::paper::SEED)?, pack, threads))
 }
 
 fn table2(args: &Args) -> Result<()> {

@@ -29,6 +29,9 @@ pub struct Attacked {
     pub adversarial: Vec<f32>,
 }
 
+/// The seed of the tables' targets and noise unless one is given (`--seed`): the paper's year.
+pub const SEED: u64 = 2013;
+
 /// The target of digit `index` for the tables: a seeded random class other than its label.
 pub fn target_for(label: usize, index: usize, seed: u64, classes: usize) -> usize {
     let mut rng = Rng(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));

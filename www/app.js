@@ -1,14 +1,14 @@
 // The page: model picker, test-digit gallery, classification with probability bars.
-import { fetchBytes, fetchJson, inlined } from './assets.js';
+import { fetchBytes, inlined, manifest, fetchOnce } from './assets.js';
 import { decodeImage } from './imagesize.js';
-import { LabWorker } from './client.js';
+import { panelLab } from './client.js';
 import { parseDigitPack } from './digits.js';
 import { drawCurve, drawDifference, drawGrey, drawHeatmap, drawUnit } from './draw.js';
 import './saveoffline.js'; // the footer's "Save for offline use" button
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;
-const lab = new LabWorker();
+const lab = panelLab();
 /**
  * The largest model file the page reads. Loading a model and building its gradient takes about
  * 5.3 times the file's size at its peak (measured natively: VGG-19's 575 MB file 3.05 GB,
@@ -18,7 +18,7 @@ const lab = new LabWorker();
  */
 const PEAK_PER_BYTE = 5.3;
 const MODEL_LIMIT = Math.min(600e6, navigator.deviceMemory ? navigator.deviceMemory * 1e9 / 2 / PEAK_PER_BYTE : Infinity);
-// A panic in the wasm kills the worker; the LabWorker starts a fresh one (see client.js). A
+// A panic in the wasm kills a worker; the pool starts a fresh one (see client.js). A
 // model that was working is loaded into it again; one whose loading crashed is not retried.
 lab.onCrash = (message, restarted) => {
   const working = document.body.dataset.modelState === 'ready';
@@ -240,11 +240,11 @@ async function classifyDigit(index) {
   try {
     await state.ready;
     const pixels = currentPixels();
-    const result = await lab.classify(key, pixels);
+    const result = await lab.call('classify', { key, pixels });
     if (state.digit !== index || state.model.id !== key || currentPixels() !== pixels && index < 0) return;
     renderPrediction(result, currentTruth());
   } catch (e) {
-    // a Cancel restarted the worker while this waited behind the attack: ask the fresh one
+    // a Cancel rejected this classification too (it was this panel's): ask again
     if (e.message === 'cancelled') {
       await new Promise((resolve) => setTimeout(resolve));
       if (state.digit === index && state.model.id === key) await classifyDigit(index);
@@ -324,7 +324,6 @@ async function runAttack() {
   drawCurve($('attack-curve'), []);
   $('attack-status').textContent = 'starting…';
   const started = performance.now();
-  const generation = state.generation;
   try {
     await state.ready;
     const onProgress = (p) => {
@@ -333,15 +332,14 @@ async function runAttack() {
       $('attack-status').textContent = `c = ${p.c.toPrecision(3)} · iteration ${p.iteration} · loss ${p.loss.toFixed(3)} · distortion ${p.distortion.toFixed(4)}`;
     };
     const result = method === 'lbfgs'
-      ? await lab.attack(state.model.id, pixels, state.target, settings, onProgress)
-      : await lab.baseline(state.model.id, pixels, state.target, { epsilon: settings.epsilon, steps: method === 'pgd' ? settings.steps : 0 });
+      ? await lab.call('attack', { key: state.model.id, pixels, target: state.target, maxIterations: settings.maxIterations, cSteps: settings.cSteps }, { onProgress })
+      : await lab.call('baseline', { key: state.model.id, pixels, target: state.target, epsilon: settings.epsilon, steps: method === 'pgd' ? settings.steps : 0 });
     showAttack(result, pixels, index, method);
     remember({ run: true });
     $('attack-status').textContent = `${result.success ? 'done' : 'no success'} in ${((performance.now() - started) / 1000).toFixed(2)} s`;
   } catch (e) {
+    // a cancel keeps the model loaded: the next request runs at once
     $('attack-status').textContent = e.message === 'cancelled' ? 'cancelled' : `attack failed: ${e.message}`;
-    // after a cancel the fresh worker needs the model again, unless another one is being picked
-    if (e.message === 'cancelled' && generation === state.generation) state.ready = loadModel(state.model);
   } finally {
     state.attacking = false;
     $('run-attack').disabled = false;
@@ -420,7 +418,7 @@ async function markGallery(generation, from = 0) {
     await state.ready;
     for (let i = from; i < state.shown; i++) {
       if (generation !== state.generation) return;
-      const { label } = await lab.classify(state.model.id, state.pack.input(i));
+      const { label } = await lab.call('classify', { key: state.model.id, pixels: state.pack.input(i) });
       document.querySelector(`.thumb[data-index="${i}"]`)?.classList.toggle('wrong', label !== state.pack.labels[i]);
     }
   } catch {
@@ -448,7 +446,7 @@ async function compareWithNoise() {
   let fooled = 0;
   const trials = 10;
   for (let seed = 1; seed <= trials; seed++) {
-    const noisy = await lab.noise(model.id, pixels, null, result.distortion, seed);
+    const noisy = await lab.call('noise', { key: model.id, pixels, target: null, distortion: result.distortion, seed });
     if (noisy.label !== reference) fooled++;
   }
   $('noise-result').dataset.fooled = fooled;
@@ -471,7 +469,7 @@ async function tryOnOtherModels() {
       if (!lab.loaded.has(other.id)) {
         await lab.load(other.id, other.localBytes ? other.localBytes.slice(0) : await fetchBytes(`models/${other.file}`), other.input?.shape);
       }
-      const p = await lab.classify(other.id, Float32Array.from(result.adversarial));
+      const p = await lab.call('classify', { key: other.id, pixels: Float32Array.from(result.adversarial) });
       row.dataset.label = p.label;
       row.classList.toggle('fooled', p.label !== reference);
       row.cells[1].textContent = other.labels?.[p.label] ?? String(p.label);
@@ -516,7 +514,7 @@ async function benchmark() {
   delete out.dataset.gpuGradient;
   try {
     await state.ready;
-    const { forward, gradient, gpuGradient, adapter, available, reason, backend } = await lab.bench(state.model.id, currentPixels(), 1000);
+    const { forward, gradient, gpuGradient, adapter, available, reason, backend } = await lab.call('bench', { key: state.model.id, pixels: currentPixels(), ms: 1000 });
     const n = (v) => Math.round(v).toLocaleString('en');
     out.dataset.forward = forward;
     out.dataset.gradient = gradient;
@@ -550,7 +548,7 @@ async function openModelFile(file) {
   const bytes = await file.arrayBuffer();
   // a colour image classifier (3 channels, any size) opens in the natural-images section, with
   // its input panel (photos.js); a file that does not decode is left to the lab's load to explain
-  const suggestion = await lab.suggest(bytes).catch(() => null);
+  const suggestion = await lab.call('suggest', { bytes: bytes.slice(0) }).catch(() => null);
   if (suggestion?.channels === 3) {
     showError('');
     window.dispatchEvent(new CustomEvent('blindspot:imagemodel', { detail: { name: file.name, bytes, suggestion } }));
@@ -583,7 +581,7 @@ async function openImage(blob) {
     ctx.drawImage(bitmap, 0, 0, width, height);
     bitmap.close();
     const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
-    state.drawing = asBytes(await lab.mnistFromRgba(rgba, width, height));
+    state.drawing = asBytes(await lab.call('mnistFromRgba', { rgba, width, height }));
     state.drawingKind = 'image';
     showError('');
     await classifyDigit(-1);
@@ -628,7 +626,7 @@ function setUpPad() {
     const data = ctx.getImageData(0, 0, pad.width, pad.height).data;
     const grey = new Float32Array(pad.width * pad.height);
     for (let i = 0; i < grey.length; i++) grey[i] = data[i * 4] / 255;
-    state.drawing = asBytes(await lab.mnistLike(grey, pad.width, pad.height));
+    state.drawing = asBytes(await lab.call('mnistLike', { pixels: grey, width: pad.width, height: pad.height }));
     state.drawingKind = 'drawing';
     for (const b of document.querySelectorAll('.thumb[aria-pressed="true"]')) b.setAttribute('aria-pressed', 'false');
     await classifyDigit(-1);
@@ -673,11 +671,11 @@ async function main() {
     const params = new URLSearchParams(location.search);
     setUpEmbed(params);
     setUpGalleryKeys();
-    const [manifest, packBytes] = await Promise.all([
-      fetchJson('models/models.json'),
-      fetchBytes('models/data/mnist-test-1k.bin'),
+    const [shipped, packBytes] = await Promise.all([
+      manifest(),
+      fetchOnce('models/data/mnist-test-1k.bin'),
     ]);
-    state.models = manifest.models;
+    state.models = shipped.models;
     state.pack = parseDigitPack(packBytes);
     const digit = Number(params.get('digit'));
     state.digit = Number.isInteger(digit) && digit >= 0 && digit < state.pack.count ? digit : 0;

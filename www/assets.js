@@ -29,3 +29,20 @@ export async function fetchBytes(path) {
 export async function fetchJson(path) {
   return JSON.parse(new TextDecoder().decode(await fetchBytes(path)));
 }
+
+const once = new Map(); // path -> Promise of its bytes
+
+/** The bytes of a file of the site, fetched once per page (the digit packs); never transfer them. */
+export function fetchOnce(path) {
+  if (!once.has(path)) {
+    const fetched = fetchBytes(path);
+    once.set(path, fetched);
+    fetched.catch(() => once.delete(path)); // a failed fetch is tried again next time
+  }
+  return once.get(path);
+}
+
+/** models/models.json, fetched once per page; each caller gets its own copy to change. */
+export async function manifest() {
+  return structuredClone(JSON.parse(new TextDecoder().decode(await fetchOnce('models/models.json'))));
+}

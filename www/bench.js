@@ -1,7 +1,7 @@
 // The benchmark page: blindspot against TensorFlow.js in the same browser, on the same weights.
 // Runs on the main thread (both engines alike), fills the tables, and leaves the numbers in
 // window.benchResults for scripts/bench.mjs.
-import init, { Model, paperTarget, simdPeak, simdPeakFlops } from '../pkg/blindspot.js';
+import init, { Lab, simdPeak, simdPeakFlops } from '../pkg/blindspot.js';
 import { parseDigitPack } from './digits.js';
 import { readOnnx } from './bench/onnx.js';
 import { buildPeer, crossEntropyGradient } from './bench/peer.js';
@@ -34,6 +34,24 @@ const fetchBytes = async (url) => {
 };
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2 : NaN; };
 const nextFrame = () => new Promise((ok) => setTimeout(ok, 0));
+
+// blindspot through the lab's protocol, as the page's worker calls it (src/lab/protocol.rs)
+let lab;
+let nextId = 1;
+const ask = (op, payload) => lab.request(nextId++, { [op]: payload }, () => {}, () => Promise.resolve());
+
+/**
+ * blindspot's forward and forward + gradient rates (and on WebGPU with `detected`): the lab times
+ * them itself (a `bench` request: no protocol in the loop), the median of three windows.
+ */
+async function labRates(key, pixels, detected = undefined) {
+  const runs = [];
+  for (let w = 0; w < 3; w++) {
+    runs.push(await ask('bench', { key, pixels, ms: WINDOW * 1000, detected }));
+    await nextFrame();
+  }
+  return { forward: median(runs.map((r) => r.forward)), gradient: median(runs.map((r) => r.gradient)), gpuGradient: median(runs.map((r) => r.gpuGradient ?? NaN)), last: runs[2] };
+}
 
 /** Calls per second of `run` (sync or async): warm-up, then the median of three windows. */
 async function rate(run) {
@@ -100,42 +118,38 @@ async function gpuAdapter() {
 async function benchModel(tf, spec, digits, gpu) {
   const bytes = await fetchBytes(spec.file);
   const graph = readOnnx(bytes);
-  const model = new Model(bytes);
-  const shape = Array.from(model.inputShape);
+  const info = await ask('load', { key: spec.id, bytes: bytes.slice(0) });
+  const shape = info.inputShape;
   const size = shape.reduce((a, b) => a * b, 1);
   const x = untied(spec.id === 'mobilenet' ? pattern(size) : digits.input(0));
   const target = 3;
-  const reference = model.gradient('ce', x, target);
+  const reference = await ask('gradient', { key: spec.id, objective: 'ce', pixels: x, target });
   const refGradient = reference.gradient;
   const refValue = reference.objective;
-  reference.free();
   const row = { model: spec.id, name: spec.name, inputShape: shape, objective: refValue, checks: [], rates: [] };
   results.gradients.push(row);
   render();
 
   log(`${spec.name}: blindspot on the CPU (wasm SIMD)`);
-  row.rates.push({
-    engine: 'blindspot wasm',
-    forward: await rate(() => model.classify(x).free()),
-    gradient: await rate(() => { const g = model.gradient('ce', x, target); g.gradient; g.free(); }),
-  });
+  const cpu = await labRates(spec.id, x);
+  row.rates.push({ engine: 'blindspot wasm', forward: cpu.forward, gradient: cpu.gradient });
   render();
 
   if (gpu.name) {
     log(`${spec.name}: blindspot on WebGPU (${gpu.name})`);
+    const detected = { available: true, adapter: gpu.name };
     try {
-      await model.useGpu();
-      const g = await model.gradientGpu('ce', x, target);
+      const placed = await ask('backend', { preference: 'webgpu', key: spec.id, detected });
+      if (placed.backend !== 'webgpu') throw new Error(placed.reason);
+      const g = await ask('gradient', { key: spec.id, objective: 'ce', pixels: x, target, backend: 'webgpu' });
       row.checks.push({ engine: `blindspot WebGPU`, difference: worstDifference(g.gradient, refGradient), tolerance: TOLERANCE });
-      g.free();
-      row.rates.push({
-        engine: 'blindspot WebGPU', adapter: gpu.name, forward: null,
-        gradient: await rate(async () => { const r = await model.gradientGpu('ce', x, target); r.gradient; r.free(); }),
-      });
+      const rates = await labRates(spec.id, x, detected);
+      if (!Number.isFinite(rates.gpuGradient)) throw new Error(rates.last.reason ?? 'not timed');
+      row.rates.push({ engine: 'blindspot WebGPU', adapter: gpu.name, forward: null, gradient: rates.gpuGradient });
     } catch (e) {
       row.rates.push({ engine: 'blindspot WebGPU', error: e?.message ?? String(e) });
     }
-    model.useCpu();
+    await ask('backend', { preference: 'cpu', key: spec.id });
     render();
   }
 
@@ -146,7 +160,7 @@ async function benchModel(tf, spec, digits, gpu) {
     if (problem) { row.rates.push({ engine, error: problem }); render(); continue; }
     const peer = buildPeer(tf, graph);
     const input = tf.tensor(x, shape);
-    const ce = crossEntropyGradient(tf, peer, target, model.classes);
+    const ce = crossEntropyGradient(tf, peer, target, info.classes);
     try {
       const { value, grad } = ce.run(input);
       const g = await grad.data();
@@ -176,35 +190,30 @@ async function benchModel(tf, spec, digits, gpu) {
     }
     render();
   }
-  model.free();
+  await ask('unload', { key: spec.id });
 }
 
 /** The paper's attack on FC200-200-10: per-digit times (the command compares them with scipy's). */
 async function benchAttack(digits) {
   const bytes = await fetchBytes('../models/fc200-200-10.onnx');
-  const model = new Model(bytes);
+  const info = await ask('load', { key: 'attack', bytes });
   const rows = [];
   results.attack = { model: 'fc200-200-10', ...ATTACK, rows };
   for (let i = 0; i < ATTACK_DIGITS; i++) {
     log(`attack: digit ${i + 1} of ${ATTACK_DIGITS}`);
     const x = digits.input(i);
     const label = digits.labels[i];
-    const target = paperTarget(label, i, BigInt(ATTACK.seed), model.classes);
-    if (i === 0) {
-      const g = model.gradient('ce', x, target);
-      results.attack.firstObjective = g.objective;
-      g.free();
-    }
+    const [target] = await ask('paperTargets', { labels: [label], indices: [i], seed: ATTACK.seed, classes: info.classes });
+    if (i === 0) results.attack.firstObjective = (await ask('gradient', { key: 'attack', objective: 'ce', pixels: x, target })).objective;
     const start = performance.now();
-    const out = model.attack(x, target, ATTACK.maxIterations, ATTACK.cSteps, () => true);
+    const out = await ask('attack', { key: 'attack', pixels: x, target, maxIterations: ATTACK.maxIterations, cSteps: ATTACK.cSteps });
     const ms = performance.now() - start;
     rows.push({ digit: i, label, target, success: out.success, distortion: out.distortion, ms });
-    out.free();
     render();
     await nextFrame();
   }
   results.attack.medianMs = median(rows.map((r) => r.ms));
-  model.free();
+  await ask('unload', { key: 'attack' });
 }
 
 /** Measured wasm-SIMD multiply-add peak on one core, and each model's achieved GFLOP/s. */
@@ -284,6 +293,7 @@ async function main() {
     throw new Error('TensorFlow.js is not bundled yet: run ./scripts/bench.sh (it writes www/vendor/)');
   }
   await init();
+  lab = new Lab();
   const digits = parseDigitPack((await fetchBytes('../models/data/mnist-test-1k.bin')).buffer);
   const gpu = params.has('webgpu') ? await gpuAdapter() : { reason: 'not asked for (?webgpu)' };
   results.machine = {

@@ -6,7 +6,7 @@
 // A colour classifier the person drops on the page (any input size) opens here too, with an input
 // panel: layout, channel order, value range, mean/std and class names, declared, not guessed.
 import { assetUrl, fetchJson, inlined } from './assets.js';
-import { LabWorker } from './client.js';
+import { panelLab } from './client.js';
 import { drawCurve, drawDifference, drawPlanes } from './draw.js';
 import { decodeImage } from './imagesize.js';
 
@@ -91,7 +91,7 @@ function loadModel() {
     bar.value = 1;
     status(cached ? 'loading the model from this browser\'s cache…' : 'loading the model…');
     await loadPhotoList();
-    photos.lab ??= new LabWorker();
+    photos.lab ??= panelLab();
     photos.lab.files.set(model.id, Promise.resolve(bytes)); // ensure() loads these, not a second fetch
     if (photos.model !== photos.shipped) return; // a dropped model took the section meanwhile
     photos.labels = photos.imagenet;
@@ -124,7 +124,7 @@ async function loadPhotoList() {
   photos.list = list.photos;
 }
 
-/** Loads the model into the section's worker (again after a cancel replaced the worker). */
+/** Loads the model into the pool (once: a cancel keeps it loaded). */
 function reload() {
   return photos.lab.ensure(photos.model);
 }
@@ -194,7 +194,7 @@ async function usePicture(source, sourceWidth, sourceHeight, what) {
   ctx.imageSmoothingQuality = 'high';
   ctx.drawImage(source, (w - sourceWidth * scale) / 2, (h - sourceHeight * scale) / 2, sourceWidth * scale, sourceHeight * scale);
   const rgba = new Uint8Array(ctx.getImageData(0, 0, w, h).data.buffer);
-  photos.pixels = Float32Array.from(await photos.lab.planes(rgba, w, h, 3));
+  photos.pixels = Float32Array.from(await photos.lab.call('planes', { rgba, width: w, height: h, channels: 3 }));
   photos.result = null;
   $('photo-result').hidden = true;
   drawPlanes($('photo-original'), photos.pixels, w, h);
@@ -204,9 +204,10 @@ async function usePicture(source, sourceWidth, sourceHeight, what) {
 
 async function classifyOriginal() {
   // an answer from a model (or settings) replaced meanwhile is dropped, never shown for the new one
-  const model = photos.model;
+  const [model, pixels] = [photos.model, photos.pixels];
   await reload();
-  const c = await photos.lab.classify(key(), photos.pixels);
+  if (model !== photos.model) return;
+  const c = await photos.lab.call('classify', { key: model.id, pixels });
   if (model !== photos.model) return;
   photos.original = c;
   $('photo-orig-label').textContent = photos.labels[c.label];
@@ -315,14 +316,14 @@ async function runAttack() {
     await reload();
     const pixels = photos.pixels;
     const result = method === 'lbfgs'
-      ? await photos.lab.attack(key(), pixels, target, { maxIterations: int('photo-iterations'), cSteps: int('photo-c-steps') }, (p) => {
+      ? await photos.lab.call('attack', { key: key(), pixels, target, maxIterations: int('photo-iterations'), cSteps: int('photo-c-steps') }, { onProgress: (p) => {
         last = p;
         photos.firstProgress ??= (performance.now() - started) / 1000;
         curve.push(p.distortion);
         drawCurve($('photo-curve'), curve);
         line();
-      })
-      : await photos.lab.baseline(key(), pixels, target, { epsilon: Number($('photo-epsilon').value), steps: method === 'pgd' ? int('photo-pgd-steps') : 0 });
+      } })
+      : await photos.lab.call('baseline', { key: key(), pixels, target, epsilon: Number($('photo-epsilon').value), steps: method === 'pgd' ? int('photo-pgd-steps') : 0 });
     photos.result = result;
     drawPlanes($('photo-adv'), result.adversarial, w, h);
     drawDifference($('photo-diff'), photos.pixels, result.adversarial, w, h, 10);
@@ -448,7 +449,7 @@ async function applySettings() {
   // can never be computed by, or shown for, these
   const id = `local:${user.name}?${query}`;
   const previous = photos.model?.local && photos.model.id !== id ? photos.model.id : null;
-  photos.lab ??= new LabWorker();
+  photos.lab ??= panelLab();
   photos.lab.loaded.delete(id);
   photos.lab.files.set(id, Promise.resolve(user.bytes)); // ensure() loads these again after a cancel
   try {

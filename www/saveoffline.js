@@ -4,7 +4,7 @@
 // first visit caches. Shown only where there is a service worker (not in the single file, which
 // holds everything already, nor on file://). The footer's <p class="offline-save"> says how far
 // it got in data-state: idle, saving, saved, error.
-import { fetchJson } from './assets.js';
+import { manifest } from './assets.js';
 
 const PACK_BYTES = 785_020; // models/data/mnist-test-1k.bin
 const megabytes = (n) => `${(n / 1e6).toFixed(1)} MB`;
@@ -40,7 +40,7 @@ function setUp() {
   let files = null; // { urls, bytes } of what saving keeps
 
   const describe = async () => {
-    const { models } = await fetchJson('models/models.json');
+    const { models } = await manifest();
     const kept = models.filter((m) => !m.optional);
     const paths = [...kept.map((m) => `models/${m.file}`), 'models/data/mnist-test-1k.bin'];
     files = {

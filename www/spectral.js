@@ -1,7 +1,7 @@
 // The spectral-bounds panel: the paper's Table 5 (section 4.3) for a shipped model, computed in a
 // worker of its own by the same core as `blindspot lipschitz MODEL`, beside the paper's AlexNet.
-import { fetchJson } from './assets.js';
-import { LabWorker } from './client.js';
+import { manifest } from './assets.js';
+import { panelLab } from './client.js';
 
 // Szegedy et al. (2013), Table 5: upper Lipschitz bounds of AlexNet's rectified layers
 const ALEXNET = [['Conv. 1', 2.75], ['Conv. 2', 10], ['Conv. 3', 7], ['Conv. 4', 7.5], ['Conv. 5', 11],
@@ -45,7 +45,7 @@ function addUserModel({ id, name, bytes }) {
 async function init() {
   const select = $('spectral-model');
   try {
-    panel.manifest = (await fetchJson('models/models.json')).models;
+    panel.manifest = (await manifest()).models;
   } catch (e) {
     $('spectral-status').textContent = `the model list could not be read: ${e.message}`;
     root.dataset.state = 'error';
@@ -76,14 +76,14 @@ async function compute() {
   status.textContent = `loading ${m.name}…`;
   const start = performance.now();
   try {
-    panel.lab ??= new LabWorker();
+    panel.lab ??= panelLab();
     if (!m.localBytes) await panel.lab.ensure(m);
     else if (!panel.lab.loaded.has(m.id)) await panel.lab.load(m.id, m.localBytes.slice(0)); // a copy: the worker takes it
-    const table = await panel.lab.lipschitz(m.id, ({ done, total, node }) => {
+    const table = await panel.lab.call('lipschitz', { key: m.id }, { onProgress: ({ done, total, node }) => {
       bar.max = Math.max(1, total);
       bar.value = done;
       status.textContent = node ? `layer ${done + 1} of ${total}: power iteration on ${node}…` : 'done';
-    });
+    } });
     bar.value = bar.max;
     render(table, m);
     status.textContent = `done in ${((performance.now() - start) / 1000).toFixed(1)} s · ${m.name}`;

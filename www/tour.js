@@ -1,8 +1,8 @@
 // The paper tour: Tables 1-4 of Szegedy et al. (2013) rerun live in a worker of their own, with
 // the paper's figures beside ours. Same digits, targets, attack and noise as `blindspot table1`,
 // `table2` and `table3`, so the page and the command-line tool agree.
-import { fetchBytes, fetchJson } from './assets.js';
-import { LabWorker } from './client.js';
+import { manifest, fetchOnce } from './assets.js';
+import { panelLab } from './client.js';
 import { parseDigitPack } from './digits.js';
 
 const SEED = 2013;
@@ -66,13 +66,13 @@ const tour = {
 const model = (id) => tour.manifest.find((m) => m.id === id) ?? { id, name: id, file: `${id}.onnx` };
 
 async function pack() {
-  tour.pack ??= parseDigitPack(await fetchBytes('models/data/mnist-test-1k.bin'));
+  tour.pack ??= parseDigitPack(await fetchOnce('models/data/mnist-test-1k.bin'));
   return tour.pack;
 }
 
-/** The tour's own worker, started on first use; the lab's worker stays free. */
+/** The tour's view of the page's worker pool, with model `id` loaded. */
 async function ensure(id, token) {
-  tour.lab ??= new LabWorker();
+  tour.lab ??= panelLab();
   await tour.lab.ensure(model(id));
   token.check();
 }
@@ -84,17 +84,22 @@ async function attacksFor(id, n, progress, token) {
   const digits = await pack();
   await ensure(id, token);
   const indices = [...Array(n).keys()];
-  const targets = await tour.lab.paperTargets(digits.labels.subarray(0, n), indices, SEED, 10);
-  const attacks = [];
-  for (const i of indices) {
-    token.check();
-    progress.attacksDone += 1;
-    progress.step(`attack ${progress.attacksDone} of ${progress.attacks} · ${model(id).name} · digit ${i} → ${targets[i]}`);
-    const x = digits.input(i);
-    const r = await tour.lab.attack(id, x, targets[i], { maxIterations: 150, cSteps: 5 });
-    attacks.push({ digit: i, label: digits.labels[i], target: targets[i], success: r.success, distortion: r.distortion, adversarial: Float32Array.from(r.adversarial), seconds: r.seconds });
-    progress.advance();
-  }
+  const targets = await tour.lab.call('paperTargets', { labels: Array.from(digits.labels.subarray(0, n)), indices, seed: SEED });
+  // the attacks spread over the pool's workers, as many at once as it has
+  const attacks = new Array(n);
+  let next = 0;
+  const runner = async () => {
+    while (next < n) {
+      const i = next++;
+      token.check();
+      progress.attacksDone += 1;
+      progress.step(`attack ${progress.attacksDone} of ${progress.attacks} · ${model(id).name} · digit ${i} → ${targets[i]}`);
+      const r = await tour.lab.call('attack', { key: id, pixels: digits.input(i), target: targets[i] }, { spread: true });
+      attacks[i] = { digit: i, label: digits.labels[i], target: targets[i], success: r.success, distortion: r.distortion, adversarial: Float32Array.from(r.adversarial), seconds: r.seconds };
+      progress.advance();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, tour.lab.parallel) }, runner));
   tour.attacks.set(id, { n, attacks });
   return attacks;
 }
@@ -103,7 +108,7 @@ async function attacksFor(id, n, progress, token) {
 async function errorRate(id, images, labels, token) {
   await ensure(id, token);
   token.check();
-  const results = await Promise.all(images.map((x) => tour.lab.classify(id, x)));
+  const results = await Promise.all(images.map((x) => tour.lab.call('classify', { key: id, pixels: x }, { spread: true })));
   return results.filter((r, k) => r.label !== labels[k]).length / Math.max(1, images.length);
 }
 
@@ -187,7 +192,7 @@ async function start(api, job) {
   api.status.textContent = 'starting…';
   const started = performance.now();
   try {
-    tour.manifest ??= (await fetchJson('models/models.json')).models;
+    tour.manifest ??= (await manifest()).models;
     const summary = await job(n, progress, token);
     token.check();
     const seconds = (performance.now() - started) / 1000;
@@ -317,9 +322,9 @@ async function runTable2(n, progress, token) {
     api.wrap.querySelector(`tr[data-row="${id}"] .row-note`).textContent = ` distortion ${d.toFixed(3)}`;
   }
   progress.step('adding Gaussian noise…');
-  tour.lab ??= new LabWorker();
+  tour.lab ??= panelLab();
   const originals = labels.map((_, i) => digits.input(i));
-  const noisy = await tour.lab.paperNoise(originals, NOISE2, SEED);
+  const noisy = await tour.lab.call('paperNoise', { images: originals, stddevs: NOISE2, seed: SEED });
   NOISE2.forEach((s, k) => images.set(`noise ${s}`, noisy[k].map((x) => Float32Array.from(x))));
   progress.advance();
   for (const [r, row] of rows.entries()) {
@@ -366,11 +371,11 @@ async function runTable3(n, progress, token) {
   const attacks = await attacksFor(source, n, progress, token);
   const plain = attacks.map((a) => a.adversarial);
   progress.step('amplifying to distortion 0.1…');
-  const amplified = (await tour.lab.amplified(originals, plain, 0.1)).map((x) => Float32Array.from(x));
+  const amplified = (await tour.lab.call('amplified', { originals, adversarials: plain, to: 0.1 })).map((x) => Float32Array.from(x));
   progress.advance();
   token.check();
   progress.step('adding Gaussian noise…');
-  const [noise] = await tour.lab.paperNoise(originals, [0.1], SEED);
+  const [noise] = await tour.lab.call('paperNoise', { images: originals, stddevs: [0.1], seed: SEED });
   progress.advance();
   const images = { adversarial: plain, amplified, noise: noise.map((x) => Float32Array.from(x)) };
   for (const [r, row] of ROWS3.entries()) {
@@ -403,7 +408,7 @@ async function main() {
   const setting = el('div', { className: 'tour-n' }, el('label', { htmlFor: 'tour-n', textContent: 'Digits per model' }), nInput, nHint);
   root.append(intro, setting);
   try {
-    tour.manifest = (await fetchJson('models/models.json')).models;
+    tour.manifest = (await manifest()).models;
   } catch {
     tour.manifest = [];
   }

@@ -1,8 +1,8 @@
 // Property 1: the test digits that maximise a unit of a layer beside those that maximise a random
 // direction (the paper's Figures 1-2), and activation maximisation in the [0,1] box. Its own
 // worker; activations are computed once per model, layer and digit set, and kept there.
-import { fetchBytes, fetchJson } from './assets.js';
-import { LabWorker } from './client.js';
+import { manifest, fetchOnce } from './assets.js';
+import { panelLab } from './client.js';
 import { parseDigitPack } from './digits.js';
 import { drawGrey, drawUnit } from './draw.js';
 
@@ -28,13 +28,13 @@ function status(text, fraction = null) {
 }
 
 async function pack(set) {
-  if (!units.packs.has(set)) units.packs.set(set, fetchBytes(PACKS[set]).then(parseDigitPack));
+  if (!units.packs.has(set)) units.packs.set(set, fetchOnce(PACKS[set]).then(parseDigitPack));
   return units.packs.get(set);
 }
 
-/** The section's worker with `id` loaded (again after a cancel restarted it). */
+/** The pool with model `id` loaded (again after a crashed worker lost it). */
 async function ensureModel(id) {
-  units.lab ??= new LabWorker();
+  units.lab ??= panelLab();
   const model = units.manifest.find((x) => x.id === id);
   let fresh;
   if (model.localBytes) {
@@ -55,7 +55,7 @@ async function listTensors() {
   status(`loading ${model}…`);
   try {
     await ensureModel(model);
-    units.tensors = await units.lab.tensors(model);
+    units.tensors = await units.lab.call('tensors', { key: model });
     const options = units.tensors.map((t) => new Option(`${t.name} (${t.shape.join('×')})`, t.name));
     $('units-tensor').replaceChildren(...options);
     const hidden = units.tensors.filter((t) => !/_pre$/.test(t.name));
@@ -92,7 +92,7 @@ async function computeActivations(choice) {
     const to = Math.min(digits.count, from + CHUNK);
     const images = new Float32Array((to - from) * digits.rows * digits.cols);
     for (let i = from; i < to; i++) images.set(digits.input(i), (i - from) * digits.rows * digits.cols);
-    await units.lab.activations(choice.model, choice.tensor, choice.set, images, from === 0);
+    await units.lab.call('activations', { key: choice.model, tensor: choice.tensor, set: choice.set, images, fresh: from === 0 });
     status(`φ(x) for digit ${to} of ${digits.count}`, to / digits.count);
   }
   units.done.add(setKey(choice));
@@ -120,7 +120,7 @@ async function rank() {
   if (!units.done.has(setKey(choice))) return;
   const [unit, seed, k] = [int('units-unit'), Math.max(1, int('units-seed')), Math.max(1, Math.min(32, int('units-k')))];
   const digits = await pack(choice.set);
-  const ranked = await units.lab.rank(choice.model, choice.tensor, choice.set, unit, seed, k);
+  const ranked = await units.lab.call('rank', { key: choice.model, tensor: choice.tensor, set: choice.set, unit, seed, k });
   renderRow($('units-unit-top'), ranked.unit, digits);
   renderRow($('units-direction-top'), ranked.direction, digits);
   $('units-unit-caption').textContent = `Digits that maximise unit ${unit} of ${choice.tensor}`;
@@ -183,9 +183,9 @@ function maximiseBoth() {
     const jobs = [['max-unit', { unit }, `unit ${unit}`], ['max-direction', { seed }, `direction v (seed ${seed})`]];
     for (const [canvas, which, name] of jobs) {
       status(`maximising ${name}…`, 0);
-      const found = await units.lab.maximise(model, tensor, { ...which, start, iterations }, (p) => {
+      const found = await units.lab.call('maximise', { key: model, tensor, ...which, start, iterations }, { onProgress: (p) => {
         status(`maximising ${name}: iteration ${p.iteration}, ⟨φ(x), v⟩ = ${p.value.toFixed(3)}`, p.iteration / iterations);
-      });
+      } });
       drawUnit($(canvas), found.image, digits.cols, digits.rows);
       $('units-max').hidden = false;
       Object.assign($(canvas).dataset, { value: found.value, start: found.startValue, iterations: found.iterations });
@@ -219,7 +219,7 @@ async function start() {
   if (units.started) return;
   units.started = true;
   try {
-    const shipped = (await fetchJson('models/models.json')).models;
+    const shipped = (await manifest()).models;
     units.manifest = [...shipped, ...units.manifest.filter((m) => m.localBytes)];
     fillModels();
     $('units-model').value = units.manifest.find((m) => m.default)?.id ?? units.manifest[0].id;

@@ -13,12 +13,17 @@
 //!
 //! The search is a state machine, [`Search`], that asks for the model's outputs at each point
 //! instead of calling the model, so that a GPU whose results come back asynchronously can answer
-//! (docs/attack.md, "Ask and tell"); [`attack`] answers on the CPU.
+//! (docs/attack.md, "Ask and tell"). On the CPU, [`Search::ask_with`] lets L-BFGS-B call the
+//! model itself and still hands back control after every iteration; [`attack`] drives it.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use super::{check_input, metrics, outcome, Goal, Instant, Loss, LossAt, Outcome, Spent};
 use crate::grad::Evaluation;
 use crate::model::argmax;
 use crate::optim::asktell::{self, AskTell};
+use crate::optim::direct::{self, Direct};
 use crate::optim::lbfgsb::{self, Stop};
 use crate::{Classifier, Error, Result};
 
@@ -99,9 +104,15 @@ pub struct Search {
     started: Instant,
 }
 
+/// The model's loss graph at an image, for [`Search::ask_with`] (called by L-BFGS-B itself).
+pub type Evaluate = Rc<RefCell<dyn FnMut(&[f32]) -> Result<Evaluation>>>;
+
 enum Stage {
     /// L-BFGS-B at the current c; `asked` is the point of an outstanding [`Ask::Gradient`].
     Minimising { run: AskTell, asked: Option<Vec<f64>> },
+    /// L-BFGS-B at the current c calling the model itself ([`Search::ask_with`]): its successful
+    /// evaluations, and the first error the model returned (which ends the attack).
+    Direct { run: Direct<'static>, evaluations: Rc<Cell<usize>>, failure: Rc<RefCell<Option<Error>>> },
     /// The run at the current c ended at `adversarial`, whose class is asked for.
     Classifying { adversarial: Vec<f32> },
     Done(Result<Outcome>),
@@ -152,6 +163,7 @@ impl Search {
         loop {
             let (run, asked) = match &mut self.stage {
                 Stage::Minimising { run, asked } => (run, asked),
+                Stage::Direct { .. } => panic!("a search driven by ask_with is asked with ask_with"),
                 Stage::Classifying { adversarial } => return Ask::Classify(adversarial.clone()),
                 Stage::Done(result) => return Ask::Done(result.clone()),
             };
@@ -195,53 +207,71 @@ impl Search {
         run.tell(value, gradient);
     }
 
-    /// Makes the current L-BFGS-B run (at the current c) with `evaluate` called by the optimiser
-    /// itself: the run `ask`/`tell` would make, point for point, without the ask/tell replays.
-    /// Then the search asks for the end point's class (or is done, when `progress` cancelled).
-    fn minimise_directly(
-        &mut self,
-        evaluate: &mut dyn FnMut(&[f32]) -> Result<Evaluation>,
-        progress: &mut dyn FnMut(&Progress) -> bool,
-    ) -> Result<()> {
-        let (goal, c, base, n) = (self.goal, self.c, self.iterations_before, self.x64.len());
-        let x64 = &self.x64;
-        let failure = std::cell::RefCell::new(None);
-        let mut evaluations = 0;
-        let result = lbfgsb::minimize(
-            |point| {
-                if failure.borrow().is_some() {
-                    return (f64::NAN, vec![0.0; n]);
-                }
-                match evaluate(&single(point)) {
-                    Ok(evaluation) => {
-                        evaluations += 1;
-                        penalised(goal, c, x64, point, evaluation)
+    /// What the search needs next when L-BFGS-B calls the model itself through `evaluate`
+    /// (the CPU): the run `ask`/`tell` would make, point for point, without the ask/tell replays.
+    /// Never [`Ask::Gradient`]: a [`Ask::Progress`] after every iteration, then [`Ask::Classify`]
+    /// for each run's end point, then [`Ask::Done`]. A search is driven by `ask` or by
+    /// `ask_with`, not both.
+    pub fn ask_with(&mut self, evaluate: &Evaluate) -> Ask {
+        loop {
+            if matches!(self.stage, Stage::Minimising { asked: None, .. }) {
+                self.stage = self.direct(evaluate);
+            }
+            let (result, failed, counted) = match &mut self.stage {
+                Stage::Minimising { .. } => panic!("a search driven by ask is asked with ask"),
+                Stage::Direct { run, evaluations, failure } => match run.step() {
+                    direct::Step::Iteration { iteration, f, x } => {
+                        if failure.borrow().is_some() {
+                            run.cancel();
+                            continue;
+                        }
+                        self.iterations = self.iterations_before + iteration;
+                        return Ask::Progress(Progress { c: self.c, iteration: self.iterations, loss: f, distortion: rms(x, &self.x64) });
                     }
-                    Err(e) => {
-                        *failure.borrow_mut() = Some(e);
-                        (f64::NAN, vec![0.0; n])
-                    }
+                    direct::Step::Done(result) => (result, failure.borrow_mut().take(), evaluations.get()),
+                },
+                Stage::Classifying { adversarial } => return Ask::Classify(adversarial.clone()),
+                Stage::Done(result) => return Ask::Done(result.clone()),
+            };
+            self.stage = if let Some(e) = failed {
+                Stage::Done(Err(e))
+            } else {
+                self.gradient_evaluations += counted;
+                self.iterations = self.iterations_before + result.iterations;
+                if matches!(result.stop, Stop::Cancelled) {
+                    Stage::Done(Err(Error::Cancelled))
+                } else {
+                    Stage::Classifying { adversarial: result.x.iter().map(|&v| v.clamp(0.0, 1.0) as f32).collect() }
                 }
-            },
-            x64,
-            &vec![0.0; n],
-            &vec![1.0; n],
-            &self.lbfgs,
-            |iteration, loss, x| {
-                failure.borrow().is_none() && progress(&Progress { c, iteration: base + iteration, loss, distortion: rms(x, x64) })
-            },
-        );
-        if let Some(e) = failure.into_inner() {
-            return Err(e);
+            };
         }
-        self.gradient_evaluations += evaluations;
-        self.iterations = base + result.iterations;
-        self.stage = if matches!(result.stop, Stop::Cancelled) {
-            Stage::Done(Err(Error::Cancelled))
-        } else {
-            Stage::Classifying { adversarial: result.x.iter().map(|&v| v.clamp(0.0, 1.0) as f32).collect() }
+    }
+
+    /// The L-BFGS-B run at the current c, calling `evaluate` itself.
+    fn direct(&self, evaluate: &Evaluate) -> Stage {
+        let (goal, c, n) = (self.goal, self.c, self.x64.len());
+        let x64 = Rc::new(self.x64.clone());
+        let evaluations = Rc::new(Cell::new(0));
+        let failure: Rc<RefCell<Option<Error>>> = Rc::default();
+        let (evaluate, counted, failed) = (Rc::clone(evaluate), Rc::clone(&evaluations), Rc::clone(&failure));
+        let objective = move |point: &[f64]| {
+            if failed.borrow().is_some() {
+                return (f64::NAN, vec![0.0; n]);
+            }
+            let result = (evaluate.borrow_mut())(&single(point));
+            match result {
+                Ok(evaluation) => {
+                    counted.set(counted.get() + 1);
+                    penalised(goal, c, &x64, point, evaluation)
+                }
+                Err(e) => {
+                    *failed.borrow_mut() = Some(e);
+                    (f64::NAN, vec![0.0; n])
+                }
+            }
         };
-        Ok(())
+        let run = Direct::new(Box::new(objective), &self.x64, &vec![0.0; n], &vec![1.0; n], &self.lbfgs);
+        Stage::Direct { run, evaluations, failure }
     }
 
     /// Answers [`Ask::Classify`] with the model's logits there.
@@ -280,6 +310,7 @@ impl Search {
     pub fn cancel(&mut self) {
         match &mut self.stage {
             Stage::Minimising { run, .. } => run.cancel(),
+            Stage::Direct { run, .. } => run.cancel(),
             Stage::Classifying { .. } => self.stage = Stage::Done(Err(Error::Cancelled)),
             Stage::Done(_) => {}
         }
@@ -379,14 +410,10 @@ pub fn attack(
     check_input(classifier, x)?;
     let mut search = Search::new(x, goal, options);
     let mut loss = Loss::new(classifier, goal)?;
+    let evaluate: Evaluate = Rc::new(RefCell::new(move |image: &[f32]| loss.evaluate(image)));
     loop {
-        // each L-BFGS-B run with the model called directly (no ask/tell replays on the CPU)
-        if matches!(search.stage, Stage::Minimising { asked: None, .. }) {
-            search.minimise_directly(&mut |image| loss.evaluate(image), &mut |p| progress(p))?;
-            continue;
-        }
-        match search.ask() {
-            Ask::Gradient(image) => search.tell(loss.evaluate(&image)?),
+        match search.ask_with(&evaluate) {
+            Ask::Gradient(_) => unreachable!("ask_with evaluates the loss itself"),
             Ask::Classify(image) => search.tell_logits(classifier.classify(&image)?.logits),
             Ask::Progress(p) => {
                 if !progress(&p) {

@@ -36,8 +36,9 @@ impl Goal {
     }
 }
 
-/// An attack's answer, with the numbers the paper reports.
-#[derive(Debug, Clone, PartialEq)]
+/// An attack's answer, with the numbers the paper reports (serialised as the page reads it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Outcome {
     pub success: bool,
     pub adversarial: Vec<f32>,

@@ -10,7 +10,7 @@ use crate::error::Error;
 
 /// What the gradient is of. `ce` and `margin` take a one-hot target (the logits' shape) as
 /// parameter; `Projection` takes the direction v (the named tensor's shape).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Objective {
     /// Cross-entropy of softmax(logits) against the target: logsumexp(z) - z_target.
     CrossEntropy,

@@ -298,22 +298,7 @@ impl AskTell {
     }
 
     fn outcome(&self, snapshot: &Snapshot, stop: Stop) -> Outcome {
-        let state = snapshot.state();
-        let x: Vec<f64> = (0..state.param().len())
-            .map(|i| clamp(state.param()[i], self.lower[i], self.upper[i]))
-            .collect();
-        let projected_gradient_norm = match state.gradient() {
-            Some(g) => projected_gradient_norm(&x, g, &self.lower, &self.upper),
-            None => f64::NAN,
-        };
-        Outcome {
-            x,
-            f: state.cost(),
-            iterations: state.iter() as usize,
-            evaluations: self.evaluations,
-            stop,
-            projected_gradient_norm,
-        }
+        outcome_at(snapshot.state(), &self.lower, &self.upper, self.evaluations, stop)
     }
 }
 
@@ -340,6 +325,16 @@ pub(crate) fn start(x0: &[f64], lower: &[f64], upper: &[f64], options: &Options)
     );
     assert!(options.memory >= 1, "memory must be at least 1");
     (0..n).map(|i| clamp(x0[i], lower[i], upper[i])).collect()
+}
+
+/// A run's outcome at `state`: its point clamped into the box, and the projected gradient there.
+pub(crate) fn outcome_at(state: &FirstOrderState<Vec<f64>>, lower: &[f64], upper: &[f64], evaluations: usize, stop: Stop) -> Outcome {
+    let x: Vec<f64> = (0..state.param().len()).map(|i| clamp(state.param()[i], lower[i], upper[i])).collect();
+    let projected_gradient_norm = match state.gradient() {
+        Some(g) => projected_gradient_norm(&x, g, lower, upper),
+        None => f64::NAN,
+    };
+    Outcome { x, f: state.cost(), iterations: state.iter() as usize, evaluations, stop, projected_gradient_norm }
 }
 
 pub(crate) fn clamp(x: f64, lower: f64, upper: f64) -> f64 {

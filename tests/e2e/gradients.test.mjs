@@ -11,12 +11,12 @@ after(async () => { await browser?.close(); });
 /** Loads `modelUrl` in a fresh worker inside the page and evaluates each case there. */
 async function gradientsInPage(page, modelUrl, cases) {
   return page.evaluate(async ({ modelUrl, cases }) => {
-    const { LabWorker } = await import('./www/client.js');
-    const lab = new LabWorker();
+    const { panelLab } = await import('./www/client.js');
+    const lab = panelLab();
     const bytes = await (await fetch(modelUrl)).arrayBuffer();
     await lab.load('m', bytes);
     const out = [];
-    for (const c of cases) out.push(await lab.gradient('m', c.objective, Float32Array.from(c.pixels), c.target));
+    for (const c of cases) out.push(await lab.call('gradient', { key: 'm', objective: c.objective, pixels: Float32Array.from(c.pixels), target: c.target }));
     return out;
   }, { modelUrl, cases });
 }

@@ -116,10 +116,10 @@ test('activation maximisation raises both projections inside the box, from grey 
   // the image maximising logit 3 is read as a 3 by the lab's own worker
   const pixels = await page.$eval('#max-unit', (c) => Array.from(c.getContext('2d').getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0), (v) => v / 255));
   const label = await page.evaluate(async (pixels) => {
-    const { LabWorker } = await import('./www/client.js');
-    const lab = new LabWorker();
+    const { panelLab } = await import('./www/client.js');
+    const lab = panelLab();
     await lab.load('cnn', await (await fetch('models/cnn.onnx')).arrayBuffer());
-    return (await lab.classify('cnn', Float32Array.from(pixels))).label;
+    return (await lab.call('classify', { key: 'cnn', pixels: Float32Array.from(pixels) })).label;
   }, pixels);
   assert.equal(label, 3);
   await page.setViewportSize({ width: 375, height: 800 });

@@ -71,14 +71,14 @@ test('GPU gradients equal the CPU path and the native CLI: every shipped model, 
   for (const model of [...new Set(jobs.map((j) => j.model))]) {
     const mine = jobs.filter((j) => j.model === model);
     const answers = await page.evaluate(async ({ model, cases }) => {
-      const { LabWorker } = await import('./www/client.js');
-      const lab = new LabWorker();
+      const { panelLab } = await import('./www/client.js');
+      const lab = panelLab();
       const status = await lab.setBackend('webgpu');
       const info = await lab.load('m', await (await fetch(model)).arrayBuffer());
       const out = [];
       for (const c of cases) {
         const pixels = Float32Array.from(c.pixels);
-        out.push({ gpu: await lab.gradient('m', c.objective, pixels, c.target), cpu: await lab.gradient('m', c.objective, pixels, c.target, 'cpu') });
+        out.push({ gpu: await lab.call('gradient', { key: 'm', objective: c.objective, pixels, target: c.target }), cpu: await lab.call('gradient', { key: 'm', objective: c.objective, pixels, target: c.target, backend: 'cpu' }) });
       }
       return { status, info, out };
     }, { model, cases: mine.map((j) => ({ objective: j.objective, pixels: Array.from(j.input), target: j.target })) });
@@ -110,8 +110,8 @@ test('an L-BFGS attack on the GPU reaches its target with the distortion of the 
   const pack = readPack('mnist-test-1k.bin');
   for (const { model, digit, target } of [{ model: 'fc100-100-10', digit: 0, target: 3 }, { model: 'cnn', digit: 1, target: 8 }]) {
     const runs = await page.evaluate(async ({ model, pixels, target }) => {
-      const { LabWorker } = await import('./www/client.js');
-      const lab = new LabWorker();
+      const { panelLab } = await import('./www/client.js');
+      const lab = panelLab();
       const bytes = await (await fetch(`models/${model}.onnx`)).arrayBuffer();
       const out = {};
       for (const backend of ['webgpu', 'cpu']) {
@@ -119,7 +119,7 @@ test('an L-BFGS attack on the GPU reaches its target with the distortion of the 
         await lab.load('m', bytes.slice(0));
         let events = 0;
         const started = performance.now();
-        const result = await lab.attack('m', Float32Array.from(pixels), target, { maxIterations: 60, cSteps: 3 }, () => { events += 1; });
+        const result = await lab.call('attack', { key: 'm', pixels: Float32Array.from(pixels), target, maxIterations: 60, cSteps: 3 }, { onProgress: () => { events += 1; } });
         out[backend] = { ...result, events, ms: performance.now() - started, adversarial: undefined, ok: result.adversarial.every((v) => v >= 0 && v <= 1) };
       }
       return out;

@@ -1,0 +1,226 @@
+//! The lab's protocol driven as the page drives it: JSON requests in, JSON answers out, progress,
+//! a cancel that keeps everything loaded; each answer checked against the core called directly.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+
+use blindspot::attack::lbfgs::{self, Options};
+use blindspot::attack::Goal;
+use blindspot::lab::{Host, Lab, Progress, Quiet, Request};
+use blindspot::{Classifier, DigitPack, Error};
+use serde_json::{json, Value};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn bytes(id: &str) -> Vec<u8> {
+    std::fs::read(format!("{ROOT}/models/{id}.onnx")).unwrap()
+}
+
+fn pack() -> DigitPack {
+    DigitPack::parse(&std::fs::read(format!("{ROOT}/models/data/mnist-test-1k.bin")).unwrap()).unwrap()
+}
+
+/// A request as the page's worker sends it: `{ op: payload }`, parsed by serde.
+fn request(op: &str, payload: Value) -> Request {
+    serde_json::from_value(json!({ op: payload })).unwrap_or_else(|e| panic!("{op}: {e}"))
+}
+
+/// Answers `op` and gives back what the page would receive (the answer serialised).
+fn ask(lab: &Lab, id: u64, op: &str, payload: Value) -> Result<Value, Error> {
+    ask_with(lab, id, op, payload, &Quiet)
+}
+
+fn ask_with(lab: &Lab, id: u64, op: &str, payload: Value, host: &dyn Host) -> Result<Value, Error> {
+    lab.answer_blocking(id, request(op, payload), host).map(|r| serde_json::to_value(r).unwrap())
+}
+
+fn load(lab: &Lab, key: &str, id: &str) -> Value {
+    // the page sends bytes as an ArrayBuffer; serde_bytes reads JSON's array of numbers alike
+    ask(lab, 1, "load", json!({ "key": key, "bytes": bytes(id) })).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+#[test]
+fn load_and_classify_answer_what_the_core_answers() {
+    let lab = Lab::new();
+    let info = load(&lab, "m", "fc100-100-10");
+    assert_eq!(info["inputShape"], json!([1, 1, 28, 28]));
+    assert_eq!(info["classes"], json!(10));
+    assert_eq!(info["output"], json!("logits \"logits\""), "the output kind, and the output it is read from");
+    assert_eq!(info["backend"], json!("cpu"));
+    assert_eq!(info["reason"], json!("CPU chosen"));
+    assert_eq!(info["preference"], json!("cpu"));
+    let model = Classifier::load(&bytes("fc100-100-10"), None).unwrap();
+    let digits = pack();
+    for i in 0..5 {
+        let x = digits.input(i);
+        let answer = ask(&lab, 2, "classify", json!({ "key": "m", "pixels": x })).unwrap();
+        let direct = model.classify(&x).unwrap();
+        assert_eq!(answer["label"], json!(direct.label));
+        assert_eq!(floats(&answer["logits"]), direct.logits);
+        assert_eq!(floats(&answer["probabilities"]), direct.probabilities);
+    }
+    assert_eq!(lab.loaded(), vec!["m".to_string()]);
+    assert_eq!(ask(&lab, 3, "unload", json!({ "key": "m" })).unwrap(), json!(true));
+    let gone = ask(&lab, 4, "classify", json!({ "key": "m", "pixels": digits.input(0) })).unwrap_err();
+    assert_eq!(gone.to_string(), "bad input: model \"m\" is not loaded");
+}
+
+#[test]
+fn the_attack_through_the_protocol_is_the_clis_attack_with_its_defaults() {
+    let lab = Lab::new();
+    load(&lab, "cnn", "cnn");
+    let model = Classifier::load(&bytes("cnn"), None).unwrap();
+    let digits = pack();
+    for (digit, target) in [(0usize, 3usize), (1, 8)] {
+        let x = digits.input(digit);
+        // no maxIterations or cSteps: the protocol's defaults are the CLI's (Options::default)
+        let answer = ask(&lab, 2, "attack", json!({ "key": "cnn", "pixels": x, "target": target })).unwrap();
+        let direct = lbfgs::attack(&model, &x, Goal::Target(target), &Options::default(), |_| true).unwrap();
+        assert_eq!(answer["distortion"].as_f64().unwrap(), direct.distortion, "digit {digit}: the same optimiser path");
+        assert_eq!(answer["iterations"], json!(direct.iterations));
+        assert_eq!(answer["gradientEvaluations"], json!(direct.gradient_evaluations));
+        assert_eq!(answer["success"], json!(direct.success));
+        assert_eq!(answer["label"], json!(direct.label));
+        assert_eq!(answer["c"].as_f64(), direct.c);
+        assert_eq!(answer["backend"], json!("cpu"));
+        assert_eq!(floats(&answer["adversarial"]), direct.adversarial);
+    }
+    // untargeted (target null): away from the model's own answer
+    let x = digits.input(2);
+    let answer = ask(&lab, 3, "attack", json!({ "key": "cnn", "pixels": x, "target": null, "maxIterations": 40, "cSteps": 2 })).unwrap();
+    let label = model.classify(&x).unwrap().label;
+    let options = Options { max_iterations: 40, c_steps: 2, ..Options::default() };
+    let direct = lbfgs::attack(&model, &x, Goal::Untargeted { label }, &options, |_| true).unwrap();
+    assert_eq!(answer["distortion"].as_f64().unwrap(), direct.distortion);
+    assert_ne!(answer["label"], json!(label));
+}
+
+/// A host that records progress and, at its `cancel_at`-th pause (the worker's event loop, where
+/// a cancel message is read), cancels request `id`.
+struct Canceller<'a> {
+    lab: &'a Lab,
+    id: u64,
+    cancel_at: usize,
+    pauses: Cell<usize>,
+    events: RefCell<Vec<Progress>>,
+}
+
+impl Host for Canceller<'_> {
+    fn progress(&self, event: Progress) {
+        self.events.borrow_mut().push(event);
+    }
+    fn pause(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        self.pauses.set(self.pauses.get() + 1);
+        if self.pauses.get() == self.cancel_at {
+            self.lab.cancel(self.id);
+        }
+        Box::pin(std::future::ready(()))
+    }
+}
+
+#[test]
+fn a_cancel_stops_the_attack_at_its_next_iteration_and_keeps_everything_loaded() {
+    let lab = Lab::new();
+    load(&lab, "cnn", "cnn");
+    let digits = pack();
+    let x = digits.input(1);
+    let host = Canceller { lab: &lab, id: 7, cancel_at: 2, pauses: Cell::new(0), events: RefCell::default() };
+    let started = std::time::Instant::now();
+    let cancelled = ask_with(&lab, 7, "attack", json!({ "key": "cnn", "pixels": x, "target": 8 }), &host).unwrap_err();
+    assert_eq!(cancelled, Error::Cancelled);
+    assert_eq!(host.pauses.get(), 2, "no pause after the cancel: the attack stopped at once");
+    let Some(Progress::Attack { iteration, .. }) = host.events.borrow().last().cloned() else {
+        panic!("attack progress was reported");
+    };
+    let full = ask(&lab, 8, "attack", json!({ "key": "cnn", "pixels": x, "target": 8 })).unwrap();
+    assert!(
+        iteration < full["iterations"].as_u64().unwrap() as usize,
+        "cancelled at iteration {iteration} of {}",
+        full["iterations"]
+    );
+    println!("cancelled after {:.0} ms, at iteration {iteration}", started.elapsed().as_secs_f64() * 1000.0);
+    // nothing was lost: the model answers the next request without being loaded again
+    assert_eq!(lab.loaded(), vec!["cnn".to_string()]);
+    let label = ask(&lab, 9, "classify", json!({ "key": "cnn", "pixels": x })).unwrap()["label"].clone();
+    assert_eq!(label, json!(Classifier::load(&bytes("cnn"), None).unwrap().classify(&x).unwrap().label));
+    // a cancel for a request that is not running is ignored: the next one with that id runs
+    lab.cancel(10);
+    assert!(ask(&lab, 10, "attack", json!({ "key": "cnn", "pixels": x, "target": 8, "maxIterations": 5, "cSteps": 0 })).is_ok());
+}
+
+#[test]
+fn progress_is_reported_as_the_page_reads_it() {
+    let lab = Lab::new();
+    load(&lab, "m", "fc100-100-10");
+    let host = Canceller { lab: &lab, id: 0, cancel_at: usize::MAX, pauses: Cell::new(0), events: RefCell::default() };
+    let answer = ask_with(&lab, 2, "attack", json!({ "key": "m", "pixels": pack().input(0), "target": 3 }), &host).unwrap();
+    let events = host.events.borrow();
+    assert!(!events.is_empty() && events.len() <= answer["iterations"].as_u64().unwrap() as usize);
+    let first = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!(first.as_object().unwrap().keys().collect::<Vec<_>>(), ["c", "distortion", "iteration", "loss"]);
+    assert_eq!(first["c"], json!(1.0), "the search starts at c = 1");
+}
+
+#[test]
+fn the_same_file_loaded_again_keeps_its_activations_and_other_bytes_replace_it() {
+    let lab = Lab::new();
+    load(&lab, "m", "fc100-100-10");
+    let digits = pack();
+    let tensors = ask(&lab, 2, "tensors", json!({ "key": "m" })).unwrap();
+    let tensor = tensors[0]["name"].as_str().unwrap().to_string();
+    let images: Vec<f32> = (0..20).flat_map(|i| digits.input(i)).collect();
+    let set = json!({ "key": "m", "tensor": tensor, "set": "s", "images": images, "fresh": true });
+    assert_eq!(ask(&lab, 3, "activations", set).unwrap()["count"], json!(20));
+    let rank = json!({ "key": "m", "tensor": tensor, "set": "s", "unit": 0, "seed": 1, "k": 3 });
+    let before = ask(&lab, 4, "rank", rank.clone()).unwrap();
+    assert_eq!(before["unit"].as_array().unwrap().len(), 3);
+    load(&lab, "m", "fc100-100-10"); // another panel, or the model picked again
+    assert_eq!(ask(&lab, 5, "rank", rank.clone()).unwrap(), before);
+    load(&lab, "m", "fc200-200-10"); // other bytes under the same key: a new model
+    let gone = ask(&lab, 6, "rank", rank).unwrap_err().to_string();
+    assert!(gone.contains("no activations of"), "{gone}");
+}
+
+#[test]
+fn gradients_and_the_stateless_requests_answer_what_the_core_answers() {
+    let lab = Lab::new();
+    load(&lab, "m", "fc100-100-10");
+    let model = Classifier::load(&bytes("fc100-100-10"), None).unwrap();
+    let x = pack().input(4);
+    for objective in ["ce", "margin"] {
+        let answer = ask(&lab, 2, "gradient", json!({ "key": "m", "objective": objective, "pixels": x, "target": 6 })).unwrap();
+        let graph = model.gradient(&blindspot::grad::Objective::parse(objective).unwrap()).unwrap();
+        let direct = graph.evaluate(&x, &graph.one_hot(6).unwrap()).unwrap();
+        assert_eq!(floats(&answer["gradient"]), direct.gradient, "{objective}");
+        assert_eq!(answer["objective"].as_f64().unwrap() as f32, direct.objective);
+        assert_eq!(answer["backend"], json!("cpu"));
+    }
+    let bad = ask(&lab, 3, "gradient", json!({ "key": "m", "objective": "hinge", "pixels": x, "target": 6 })).unwrap_err();
+    assert_eq!(bad.to_string(), "bad input: unknown objective \"hinge\": use ce or margin");
+    let digits = pack();
+    let labels: Vec<u8> = digits.labels[..6].to_vec();
+    let targets = ask(&lab, 4, "paperTargets", json!({ "labels": labels, "indices": [0, 1, 2, 3, 4, 5] })).unwrap();
+    let expected: Vec<usize> =
+        (0..6).map(|i| blindspot::paper::target_for(labels[i] as usize, i, blindspot::paper::SEED, 10)).collect();
+    assert_eq!(targets, json!(expected), "the seed defaults to the tables' (2013)");
+    let fgsm = ask(&lab, 5, "baseline", json!({ "key": "m", "pixels": x, "target": null, "epsilon": 0.2 })).unwrap();
+    let label = model.classify(&x).unwrap().label;
+    let direct = blindspot::attack::baselines::fgsm(&model, &x, Goal::Untargeted { label }, 0.2).unwrap();
+    assert_eq!(fgsm["distortion"].as_f64().unwrap(), direct.distortion);
+    assert!(fgsm.get("backend").is_none());
+}
+
+#[test]
+fn a_request_the_protocol_does_not_know_is_refused_by_name() {
+    let unknown = serde_json::from_value::<Request>(json!({ "clasify": { "key": "m" } })).unwrap_err().to_string();
+    assert!(unknown.contains("unknown variant `clasify`") && unknown.contains("classify"), "{unknown}");
+    let field = serde_json::from_value::<Request>(json!({ "classify": { "key": "m", "pixel": [] } })).unwrap_err().to_string();
+    assert!(field.contains("unknown field `pixel`"), "{field}");
+    let missing = serde_json::from_value::<Request>(json!({ "noise": { "key": "m", "pixels": [] } })).unwrap_err().to_string();
+    assert!(missing.contains("missing field `distortion`"), "{missing}");
+}
