@@ -2,7 +2,7 @@
 // a download bar, kept in the Cache API for the next visit), sample photos and the user's own
 // (upload, paste, drop, camera; resized and centre-cropped to the model's input, all local), a
 // searchable picker over the 1,000 classes, and the attack: original | difference x10 |
-// adversarial with top-5 bars for both. Its own worker, so the digit lab is never blocked.
+// adversarial with top-5 bars for both. It runs on the page's worker pool, beside the digit lab.
 // A colour classifier the person drops on the page (any input size) opens here too, with an input
 // panel: layout, channel order, value range, mean/std and class names, declared, not guessed.
 import { assetUrl, fetchJson, inlined } from './assets.js';
@@ -185,6 +185,7 @@ async function pickPhoto(photo) {
  * classifies it. `source` is anything a canvas draws: a bitmap or a video frame.
  */
 async function usePicture(source, sourceWidth, sourceHeight, what) {
+  const model = photos.model;
   const [w, h] = [width(), height()];
   const canvas = document.createElement('canvas');
   Object.assign(canvas, { width: w, height: h });
@@ -194,7 +195,10 @@ async function usePicture(source, sourceWidth, sourceHeight, what) {
   ctx.imageSmoothingQuality = 'high';
   ctx.drawImage(source, (w - sourceWidth * scale) / 2, (h - sourceHeight * scale) / 2, sourceWidth * scale, sourceHeight * scale);
   const rgba = new Uint8Array(ctx.getImageData(0, 0, w, h).data.buffer);
-  photos.pixels = Float32Array.from(await photos.lab.call('planes', { rgba, width: w, height: h, channels: 3 }));
+  const pixels = Float32Array.from(await photos.lab.call('planes', { rgba, width: w, height: h, channels: 3 }));
+  // drawn at the size of a model replaced meanwhile (a dropped one): not this model's picture
+  if (model?.id !== photos.model?.id) return;
+  photos.pixels = pixels;
   photos.result = null;
   $('photo-result').hidden = true;
   drawPlanes($('photo-original'), photos.pixels, w, h);
@@ -206,7 +210,7 @@ async function classifyOriginal() {
   // an answer from a model (or settings) replaced meanwhile is dropped, never shown for the new one
   const [model, pixels] = [photos.model, photos.pixels];
   await reload();
-  if (model !== photos.model) return;
+  if (model !== photos.model || pixels.length !== 3 * width() * height()) return;
   const c = await photos.lab.call('classify', { key: model.id, pixels });
   if (model !== photos.model) return;
   photos.original = c;
