@@ -265,7 +265,7 @@ function main() {
   $('units-run').addEventListener('click', findDigits);
   $('max-run').addEventListener('click', maximiseBoth);
   $('units-cancel').addEventListener('click', () => {
-    units.done.clear(); // the worker restarts without its activations
+    units.done.clear(); // a set cut short by the cancel is incomplete: computed again from the start
     units.lab?.cancel();
   });
   $('units-reroll').addEventListener('click', () => {

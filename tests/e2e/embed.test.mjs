@@ -84,7 +84,8 @@ test('?embed=1 on its own: the lab without chrome, working, its height posted to
   const page = await openPage(browser.context, `${browser.base}?embed=1&model=fc100-100-10&digit=2&target=7&attack=lbfgs&run=1`);
   await page.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
   assert.equal(await page.getAttribute('#attack-result', 'data-label'), '7');
-  for (const hidden of ['.masthead', '.gallery-section', '.bench-section', 'footer', '#model-file', '.units', '.spectral', '.photos', '.tour']) {
+  for (const hidden of ['.masthead', '.gallery-section', '.bench-section', 'footer', '#model-file', '.units', '.spectral', '.photos', '.tour',
+    '#model', '#model-status', '#backend-status', '.attack details.advanced']) {
     assert.equal(await page.locator(hidden).isVisible(), false, `${hidden} hidden in embed mode`);
   }
   assert.equal(new URL(page.url()).searchParams.get('embed'), '1', 'embed mode stays in the URL');
