@@ -332,6 +332,18 @@ fn manifest() -> Result<Vec<serde_json::Value>> {
     Ok(json["models"].as_array().cloned().unwrap_or_default())
 }
 
+/// The paper's quoted Tables 2-4, kept beside the models in models/models.json.
+fn quoted_tables() -> Result<serde_json::Value> {
+    let json: serde_json::Value = serde_json::from_slice(&read("models/models.json")?)
+        .map_err(|e| Error::Data(format!("models/models.json: {e}")))?;
+    Ok(json["paper_quoted"].clone())
+}
+
+/// A JSON string's text, or "" when it is none.
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
 fn percent(v: &serde_json::Value) -> String {
     v.as_f64().map(|e| format!("{:.2}%", e * 100.0)).unwrap_or_else(|| "-".into())
 }
@@ -401,16 +413,12 @@ fn table2(args: &Args) -> Result<()> {
     use blindspot::paper;
     let (n, seed, pack, threads) = table_args(args)?;
     let ids = ["fc10-1e-4", "fc10-1e-2", "fc10-1", "fc100-100-10", "fc200-200-10", "ae400-10"];
-    // the paper's Table 2 as quoted in shared/PAPER.md: (row, column) -> error rate
-    let quoted: &[(&str, &str, &str)] = &[
-        ("fc10-1e-4", "fc10-1e-4", "100%"), ("fc10-1e-4", "fc100-100-10", "2%"), ("fc10-1e-4", "ae400-10", "2.7%"),
-        ("fc10-1e-2", "fc10-1e-4", "87.1%"), ("fc10-1e-2", "fc100-100-10", "35.9%"), ("fc10-1e-2", "ae400-10", "9.8%"),
-        ("fc10-1", "fc10-1e-4", "71.9%"), ("fc10-1", "fc100-100-10", "48.1%"), ("fc10-1", "ae400-10", "34.4%"),
-        ("fc100-100-10", "fc10-1e-4", "28.9%"), ("fc100-100-10", "fc100-100-10", "100%"), ("fc100-100-10", "ae400-10", "2%"),
-        ("fc200-200-10", "fc10-1e-4", "38.2%"), ("fc200-200-10", "fc100-100-10", "20.3%"), ("fc200-200-10", "ae400-10", "2.7%"),
-        ("noise 0.1", "fc10-1e-4", "5.0%"), ("noise 0.1", "fc100-100-10", "0%"), ("noise 0.1", "ae400-10", "0.8%"),
-        ("noise 0.3", "fc10-1e-4", "15.6%"), ("noise 0.3", "fc100-100-10", "5%"), ("noise 0.3", "ae400-10", "3.1%"),
-    ];
+    // the paper's Table 2 as quoted in shared/PAPER.md (models/models.json): (row, column) -> error rate
+    let quoted = quoted_tables()?;
+    let quoted: Vec<(String, String, String)> = quoted["table2"]
+        .as_array()
+        .map(|cells| cells.iter().map(|c| (text(&c["row"]), text(&c["col"]), text(&c["rate"]))).collect())
+        .unwrap_or_default();
     let models = manifest()?;
     let loaded: Vec<(Classifier, serde_json::Value)> = ids.iter().map(|id| load_by_id(&models, id)).collect::<Result<_>>()?;
     let options = blindspot::attack::lbfgs::Options::default();
@@ -460,10 +468,17 @@ fn table3(args: &Args) -> Result<()> {
     let mean_distortion = |images: &[Vec<f32>]| -> f64 {
         images.iter().zip(&run.attacks).map(|(x, a)| blindspot::attack::metrics::distortion(&pack.input(a.digit), x)).sum::<f64>() / images.len().max(1) as f64
     };
+    // the paper's Tables 3-4 as quoted (models/models.json): per row, a figure per column model
+    let quoted = quoted_tables()?;
+    let figures = |id: &str| -> Vec<String> {
+        let rows = quoted["table3"]["rows"].as_array().cloned().unwrap_or_default();
+        let row = rows.into_iter().find(|r| r["id"] == id).unwrap_or_default();
+        (0..3).map(|k| text(&row["figures"][k])).map(|q| if q.is_empty() { q } else { format!(" ({q})") }).collect()
+    };
     for (name, images, quotes) in [
-        ("adversarial", &plain, [" (100%)", " (26.2%)", " (5.9%)"]),
-        ("amplified to distortion 0.1", &amplified, ["", " (98%)", " (43%)"]),
-        ("Gaussian noise, stddev 0.1", &noise, ["", " (2.6-2.8%)", " (2.6-2.8%)"]),
+        ("adversarial", &plain, figures("adversarial")),
+        ("amplified to distortion 0.1", &amplified, figures("amplified")),
+        ("Gaussian noise, stddev 0.1", &noise, figures("noise")),
     ] {
         let mut cells = vec![];
         for (model, quote) in [&source, &other_net, &other_data].into_iter().zip(quotes) {

@@ -604,13 +604,16 @@ def update_manifest(entry):
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         models = {}
+        doc = {}
         if os.path.exists(path):
             with open(path) as fh:
-                models = {m["id"]: m for m in json.load(fh)["models"]}
+                doc = json.load(fh)  # other keys (the paper's quoted tables) are kept as they are
+                models = {m["id"]: m for m in doc["models"]}
         models[entry["id"]] = entry
         ordered = [models[k] for k in ORDER if k in models]
+        doc["models"] = ordered
         with open(path + ".tmp", "w") as fh:
-            json.dump({"models": ordered}, fh, indent=1)
+            json.dump(doc, fh, indent=1)
             fh.write("\n")
         os.replace(path + ".tmp", path)
         write_readme(ordered)
