@@ -224,3 +224,22 @@ fn a_request_the_protocol_does_not_know_is_refused_by_name() {
     let missing = serde_json::from_value::<Request>(json!({ "noise": { "key": "m", "pixels": [] } })).unwrap_err().to_string();
     assert!(missing.contains("missing field `distortion`"), "{missing}");
 }
+
+#[test]
+fn table_5_reaches_the_page_as_it_reads_it() {
+    let lab = Lab::new();
+    load(&lab, "m", "fc100-100-10");
+    let answer = ask(&lab, 2, "lipschitz", json!({ "key": "m" })).unwrap();
+    let direct = blindspot::spectral::lipschitz(&Classifier::load(&bytes("fc100-100-10"), None).unwrap()).unwrap();
+    assert_eq!(answer["product"].as_f64(), direct.product);
+    assert_eq!(answer["markdown"], json!(direct.markdown()));
+    let rows = answer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), direct.rows.len());
+    for (row, r) in rows.iter().zip(&direct.rows) {
+        assert_eq!(row["node"], json!(r.node));
+        assert_eq!(row["bound"].as_f64(), Some(r.bound));
+        let then: Vec<(String, f64)> =
+            row["then"].as_array().unwrap().iter().map(|t| (t["what"].as_str().unwrap().to_string(), t["factor"].as_f64().unwrap())).collect();
+        assert_eq!(then, r.then, "then as {{ what, factor }} objects");
+    }
+}

@@ -517,28 +517,7 @@ fn lipschitz(entry: &Entry, host: &dyn Host) -> Result<protocol::Lipschitz> {
         host.progress(Progress::Layer { done, total, node: node.to_string() });
     })?;
     let markdown = table.markdown();
-    Ok(protocol::Lipschitz {
-        rows: table
-            .rows
-            .into_iter()
-            .map(|r| LipschitzRow {
-                node: r.node,
-                op: r.op,
-                shape: r.shape,
-                power: r.power,
-                iterations: r.iterations,
-                fourier: r.fourier,
-                strided: r.strided,
-                then: r.then.into_iter().map(|(what, factor)| Then { what, factor }).collect(),
-                factor: r.factor,
-                bound: r.bound,
-            })
-            .collect(),
-        product: table.product,
-        unavailable: table.unavailable,
-        excluded: table.excluded,
-        markdown,
-    })
+    Ok(protocol::Lipschitz { table, markdown })
 }
 
 /// Sends iteration progress at most every [`REPORT_EVERY`] (the first at once).

@@ -319,33 +319,12 @@ pub struct Suggestion {
     pub channels: usize,
 }
 
+/// The paper's Table 5 for a model (see [`crate::spectral::Table`]) and its Markdown.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Lipschitz {
-    pub rows: Vec<LipschitzRow>,
-    pub product: Option<f64>,
-    pub unavailable: Option<String>,
-    pub excluded: Vec<String>,
+    #[serde(flatten)]
+    pub table: crate::spectral::Table,
     pub markdown: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LipschitzRow {
-    pub node: String,
-    pub op: String,
-    pub shape: String,
-    pub power: Option<f64>,
-    pub iterations: Option<usize>,
-    pub fourier: Option<f64>,
-    pub strided: bool,
-    pub then: Vec<Then>,
-    pub factor: f64,
-    pub bound: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Then {
-    pub what: String,
-    pub factor: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -16,8 +16,9 @@ use crate::Classifier;
 /// The seed of every power iteration's start vector (the CLI and the page agree to the last digit).
 const SEED: u64 = 2013;
 
-/// One row: a linear layer and what follows it up to the next one, or the input's preprocessing.
-#[derive(Debug, Clone, PartialEq)]
+/// One row: a linear layer and what follows it up to the next one, or the input's preprocessing
+/// (serialised as the page reads it: `then` as `{ what, factor }` objects).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Row {
     /// The node's name in the graph.
     pub node: String,
@@ -31,6 +32,7 @@ pub struct Row {
     pub fourier: Option<f64>,
     pub strided: bool,
     /// What follows (nonlinearity, pooling, scaling), each with its factor.
+    #[serde(serialize_with = "then_objects")]
     pub then: Vec<(String, f64)>,
     /// The product of the factors of `then`.
     pub factor: f64,
@@ -39,7 +41,7 @@ pub struct Row {
 }
 
 /// Table 5 for one model: rows in graph order and their product, or why there is none.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Table {
     pub rows: Vec<Row>,
     /// The product of the rows' bounds: a Lipschitz constant of input -> logits (L2 norms).
@@ -48,6 +50,20 @@ pub struct Table {
     pub unavailable: Option<String>,
     /// Ops at the output left out of the bound (a softmax after the logits).
     pub excluded: Vec<String>,
+}
+
+fn then_objects<S: serde::Serializer>(then: &[(String, f64)], s: S) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    #[derive(serde::Serialize)]
+    struct Then<'a> {
+        what: &'a str,
+        factor: f64,
+    }
+    let mut seq = s.serialize_seq(Some(then.len()))?;
+    for (what, factor) in then {
+        seq.serialize_element(&Then { what, factor: *factor })?;
+    }
+    seq.end()
 }
 
 fn model_err(e: TractError) -> Error {
