@@ -208,6 +208,9 @@ fn gradients_and_the_stateless_requests_answer_what_the_core_answers() {
     let expected: Vec<usize> =
         (0..6).map(|i| blindspot::paper::target_for(labels[i] as usize, i, blindspot::paper::SEED, 10)).collect();
     assert_eq!(targets, json!(expected), "the seed defaults to the tables' (2013)");
+    let (x0, x1) = (digits.input(0), digits.input(1));
+    let d = ask(&lab, 6, "distortion", json!({ "originals": [x0, x0], "images": [x0, x1] })).unwrap();
+    assert_eq!(d, json!([0.0, blindspot::attack::metrics::distortion(&x0, &x1)]));
     let fgsm = ask(&lab, 5, "baseline", json!({ "key": "m", "pixels": x, "target": null, "epsilon": 0.2 })).unwrap();
     let label = model.classify(&x).unwrap().label;
     let direct = blindspot::attack::baselines::fgsm(&model, &x, Goal::Untargeted { label }, 0.2).unwrap();

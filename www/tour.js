@@ -24,12 +24,6 @@ const el = (tag, props = {}, ...children) => {
 };
 const percent = (v, digits = 1) => (Number.isFinite(v) ? `${(v * 100).toFixed(digits)}%` : '–');
 
-/** Distortion as the paper measures it: root mean square of the change (pixels in [0,1]). */
-function distortion(x, y) {
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += Math.fround(y[i] - x[i]) ** 2;
-  return Math.sqrt(s) / Math.sqrt(x.length);
-}
 
 /** A heatmap colour for an error rate: near-white to dark red, with black or white text, whichever reads better. */
 function heat(cell, rate) {
@@ -368,7 +362,9 @@ async function runTable3(n, progress, token) {
   const images = { adversarial: plain, amplified, noise: noise.map((x) => Float32Array.from(x)) };
   for (const [r, row] of ROWS3.entries()) {
     const set = images[row.id];
-    const d = set.reduce((s, x, i) => s + distortion(originals[i], x), 0) / Math.max(1, set.length);
+    // the paper's distortion, computed by the core as `blindspot table3` computes it
+    const each = await tour.lab.call('distortion', { originals, images: set });
+    const d = each.reduce((s, x) => s + x, 0) / Math.max(1, each.length);
     const cell = api.wrap.querySelector(`td.ours[data-row="${row.id}"]`);
     cell.dataset.distortion = d;
     cell.textContent = d.toFixed(3);

@@ -238,6 +238,12 @@ impl Lab {
             R::Amplified { originals, adversarials, to } => Response::Images(
                 originals.iter().zip(&adversarials).map(|(x, a)| crate::paper::amplified(x, a, to)).collect(),
             ),
+            R::Distortion { originals, images } => {
+                if originals.len() != images.len() || originals.iter().zip(&images).any(|(x, y)| x.len() != y.len()) {
+                    return Err(Error::Input("each image needs an original of its size".into()));
+                }
+                Response::Numbers(originals.iter().zip(&images).map(|(x, y)| crate::attack::metrics::distortion(x, y)).collect())
+            }
             R::PaperNoise { images, stddevs, seed } => {
                 // one seeded stream, stddev by stddev, as `blindspot table2` and `table3` draw it
                 let mut rng = crate::rng::Rng(seed);

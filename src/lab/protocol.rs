@@ -89,6 +89,8 @@ pub enum Request {
     },
     /// Each adversarial example moved along its perturbation to distortion `to` (Table 3).
     Amplified { originals: Vec<Vec<f32>>, adversarials: Vec<Vec<f32>>, to: f64 },
+    /// The paper's distortion, sqrt(mean (image - original)^2), of each image from its original.
+    Distortion { originals: Vec<Vec<f32>>, images: Vec<Vec<f32>> },
     /// Clipped Gaussian noise of each stddev on `images`, from one seeded stream (Table 2).
     PaperNoise {
         images: Vec<Vec<f32>>,
@@ -248,6 +250,7 @@ pub enum Response {
     Images(Vec<Vec<f32>>),
     NoiseRows(Vec<Vec<Vec<f32>>>),
     Classes(Vec<usize>),
+    Numbers(Vec<f64>),
     Suggestion(Suggestion),
     Lipschitz(Lipschitz),
     Tensors(Vec<Tensor>),
