@@ -188,7 +188,7 @@ pub fn maximise(
     let n = x0.len();
     let options = lbfgsb::Options { max_iterations: iterations, ..Default::default() };
     let mut cancelled = false;
-    let outcome = lbfgsb::minimize(&mut f, &x0, &vec![0.0; n], &vec![1.0; n], &options, |i, value, _| {
+    let outcome = crate::optim::minimize(&mut f, &x0, &vec![0.0; n], &vec![1.0; n], &options, |i, value, _| {
         cancelled = !progress(i, -value);
         !cancelled
     });

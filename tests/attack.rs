@@ -7,7 +7,6 @@ mod callback_attack;
 use blindspot::attack::baselines::{self, Budget};
 use blindspot::attack::lbfgs::{attack, Ask, Options, Progress, Search};
 use blindspot::attack::{Goal, Outcome};
-use blindspot::optim::lbfgsb;
 use blindspot::rng::Rng;
 use blindspot::{Classifier, DigitPack, Error};
 
@@ -139,7 +138,7 @@ fn cases(pack: &DigitPack) -> Vec<(&'static str, usize, Goal)> {
 #[test]
 fn the_state_machine_gives_the_callback_attacks_examples() {
     let minimize: callback_attack::Minimize = |f, x0, lower, upper, options, progress| {
-        lbfgsb::minimize(f, x0, lower, upper, options, progress)
+        blindspot::optim::minimize(f, x0, lower, upper, options, progress)
     };
     let pack = pack();
     for (id, digit, goal) in cases(&pack) {

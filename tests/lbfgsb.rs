@@ -3,9 +3,8 @@
 use std::cell::RefCell;
 
 use blindspot::optim::asktell::{Ask, AskTell};
-use blindspot::optim::lbfgsb::{
-    minimize, projected_gradient_norm, Convergence, Options, Outcome, Stop,
-};
+use blindspot::optim::lbfgsb::{projected_gradient_norm, Convergence, Options, Outcome, Stop};
+use blindspot::optim::minimize;
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lbfgsb");

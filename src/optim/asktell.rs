@@ -19,11 +19,11 @@ use std::rc::Rc;
 
 use basin::{
     BoxBounds, ConstraintDescription, ConstraintSet, ConstraintSolveError, Constraints,
-    ConvergenceTest, CostFunction, ExactCheckpoint, Executor, FirstOrderState, Gradient,
-    GradientState, Lbfgsb, NumericalFailure, State, StepOutcome, Termination,
+    CostFunction, ExactCheckpoint, Executor, FirstOrderState, Gradient, Lbfgsb, State,
+    StepOutcome,
 };
 
-use super::lbfgsb::{projected_gradient_norm, Convergence, Options, Outcome, Stop};
+use super::lbfgsb::{clamp, outcome_at, start, stop_reason, Options, Outcome, Stop};
 
 type Solver = Lbfgsb<Vec<f64>>;
 type Snapshot = ExactCheckpoint<Solver, FirstOrderState<Vec<f64>>>;
@@ -306,67 +306,6 @@ fn checkpoint(stepper: basin::Stepper<Replay, FirstOrderState<Vec<f64>>, Solver>
     stepper
         .into_checkpoint()
         .expect("a stepper that has not failed has a checkpoint")
-}
-
-/// `x0` projected into the box, after checking the problem is well formed.
-///
-/// # Panics
-/// If `x0`, `lower` and `upper` differ in length, a lower bound exceeds its upper bound or is
-/// NaN, or `options.memory` is zero.
-pub(crate) fn start(x0: &[f64], lower: &[f64], upper: &[f64], options: &Options) -> Vec<f64> {
-    let n = x0.len();
-    assert!(
-        lower.len() == n && upper.len() == n,
-        "x0, lower and upper must have the same length"
-    );
-    assert!(
-        lower.iter().zip(upper).all(|(l, u)| l <= u),
-        "every lower bound must be <= its upper bound"
-    );
-    assert!(options.memory >= 1, "memory must be at least 1");
-    (0..n).map(|i| clamp(x0[i], lower[i], upper[i])).collect()
-}
-
-/// A run's outcome at `state`: its point clamped into the box, and the projected gradient there.
-pub(crate) fn outcome_at(state: &FirstOrderState<Vec<f64>>, lower: &[f64], upper: &[f64], evaluations: usize, stop: Stop) -> Outcome {
-    let x: Vec<f64> = (0..state.param().len()).map(|i| clamp(state.param()[i], lower[i], upper[i])).collect();
-    let projected_gradient_norm = match state.gradient() {
-        Some(g) => projected_gradient_norm(&x, g, lower, upper),
-        None => f64::NAN,
-    };
-    Outcome { x, f: state.cost(), iterations: state.iter() as usize, evaluations, stop, projected_gradient_norm }
-}
-
-pub(crate) fn clamp(x: f64, lower: f64, upper: f64) -> f64 {
-    x.max(lower).min(upper)
-}
-
-pub(crate) fn stop_reason(termination: Termination<f64>) -> Stop {
-    match termination {
-        Termination::Converged(convergence) => {
-            let tests: Vec<&ConvergenceTest> =
-                convergence.criteria().iter().map(|c| &c.test).collect();
-            if tests.iter().any(|t| {
-                matches!(
-                    t,
-                    ConvergenceTest::BoundClippedGradient | ConvergenceTest::ProjectedGradient
-                )
-            }) {
-                Stop::Converged(Convergence::ProjectedGradient)
-            } else {
-                Stop::Converged(Convergence::RelativeReduction)
-            }
-        }
-        Termination::Limit(_) => Stop::MaxIterations,
-        Termination::Cancelled | Termination::Application(_) => Stop::Cancelled,
-        Termination::Failed(NumericalFailure::Solver { message, .. })
-            if message.contains("line search") =>
-        {
-            Stop::LineSearchFailed
-        }
-        Termination::Failed(failure) => Stop::NumericalFailure(format!("{failure:?}")),
-        other => Stop::NumericalFailure(format!("{other:?}")),
-    }
 }
 
 /// The evaluations told during the current iteration, in the order basin asked for them.

@@ -14,10 +14,20 @@ use basin::{
     FirstOrderState, Gradient, Lbfgsb, State, StepOutcome,
 };
 
-use super::asktell::{clamp, outcome_at, start, stop_reason};
-use super::lbfgsb::{Options, Outcome, Stop};
+use super::lbfgsb::{clamp, outcome_at, start, stop_reason, Options, Outcome, Stop};
 
-/// [`super::lbfgsb::minimize`]'s work: [`Direct`] stepped to the end, `progress` after each iteration.
+/// Minimise `f` over the box `lower <= x <= upper` from `x0` (projected into the box first).
+///
+/// `f` returns the value and the gradient at a point; it is only ever called at points inside
+/// the box. Bounds may be infinite. `progress` is called after each completed iteration with
+/// (iteration, f, &x) and returns `false` to stop with [`Stop::Cancelled`].
+///
+/// # Panics
+/// If `x0`, `lower` and `upper` differ in length, a lower bound exceeds its upper bound or is
+/// NaN, `options.memory` is zero, or `f` returns a gradient of the wrong length (the backend's
+/// own validation of the box panics too, should it find something these checks let through).
+///
+/// [`Direct`] stepped to the end, `progress` after each iteration.
 pub fn minimize(
     f: impl FnMut(&[f64]) -> (f64, Vec<f64>),
     x0: &[f64],
@@ -71,7 +81,7 @@ impl<'a> Direct<'a> {
     /// Minimise `f` over the box `lower <= x <= upper` from `x0` (projected into the box first).
     ///
     /// # Panics
-    /// As [`super::lbfgsb::minimize`].
+    /// As [`minimize`].
     pub fn new(f: Objective<'a>, x0: &[f64], lower: &[f64], upper: &[f64], options: &Options) -> Direct<'a> {
         let x0 = start(x0, lower, upper, options);
         let evaluations = Rc::new(Cell::new(0usize));

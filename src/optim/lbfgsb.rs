@@ -1,4 +1,4 @@
-//! Box-constrained L-BFGS-B (Byrd, Lu, Nocedal & Zhu): a closure API over the pinned `basin` port of L-BFGS-B 3.0.
+//! Box-constrained L-BFGS-B (Byrd, Lu, Nocedal & Zhu): the options, outcomes and stops both drivers share, over the pinned `basin` port of L-BFGS-B 3.0.
 //!
 //! The algorithm is the one behind scipy's `fmin_l_bfgs_b`: at each iteration the generalised
 //! Cauchy point along the projected-gradient path fixes the active set, a subspace minimisation
@@ -12,9 +12,11 @@
 //! against the reference; `tests/lbfgsb.rs` checks this wrapper against scipy
 //! (`tools/lbfgsb_reference.py`): same optima, same iteration and evaluation counts. This module
 //! only adapts the interface: scipy's stopping parameters, evaluations clamped into the box, and
-//! a per-iteration progress callback that can cancel. [`minimize`] takes the objective as a
+//! a per-iteration progress callback that can cancel. [`super::minimize`] ([`super::direct`]) takes the objective as a
 //! closure that basin calls from inside its iterations; [`super::asktell`] makes the same runs
 //! by ask/tell for callers that cannot answer at once (a GPU in the browser).
+
+use basin::{ConvergenceTest, FirstOrderState, GradientState, NumericalFailure, State, Termination};
 
 
 /// Stopping parameters, with scipy's `fmin_l_bfgs_b` defaults.
@@ -106,23 +108,63 @@ pub fn projected_gradient_norm(x: &[f64], g: &[f64], lower: &[f64], upper: &[f64
     norm
 }
 
-/// Minimise `f` over the box `lower <= x <= upper` from `x0` (projected into the box first).
-///
-/// `f` returns the value and the gradient at a point; it is only ever called at points inside
-/// the box. Bounds may be infinite. `progress` is called after each completed iteration with
-/// (iteration, f, &x) and returns `false` to stop with [`Stop::Cancelled`].
+/// `x0` projected into the box, after checking the problem is well formed.
 ///
 /// # Panics
 /// If `x0`, `lower` and `upper` differ in length, a lower bound exceeds its upper bound or is
-/// NaN, `options.memory` is zero, or `f` returns a gradient of the wrong length (the backend's
-/// own validation of the box panics too, should it find something these checks let through).
-pub fn minimize(
-    f: impl FnMut(&[f64]) -> (f64, Vec<f64>),
-    x0: &[f64],
-    lower: &[f64],
-    upper: &[f64],
-    options: &Options,
-    progress: impl FnMut(usize, f64, &[f64]) -> bool,
-) -> Outcome {
-    super::direct::minimize(f, x0, lower, upper, options, progress)
+/// NaN, or `options.memory` is zero.
+pub(crate) fn start(x0: &[f64], lower: &[f64], upper: &[f64], options: &Options) -> Vec<f64> {
+    let n = x0.len();
+    assert!(
+        lower.len() == n && upper.len() == n,
+        "x0, lower and upper must have the same length"
+    );
+    assert!(
+        lower.iter().zip(upper).all(|(l, u)| l <= u),
+        "every lower bound must be <= its upper bound"
+    );
+    assert!(options.memory >= 1, "memory must be at least 1");
+    (0..n).map(|i| clamp(x0[i], lower[i], upper[i])).collect()
+}
+
+/// A run's outcome at `state`: its point clamped into the box, and the projected gradient there.
+pub(crate) fn outcome_at(state: &FirstOrderState<Vec<f64>>, lower: &[f64], upper: &[f64], evaluations: usize, stop: Stop) -> Outcome {
+    let x: Vec<f64> = (0..state.param().len()).map(|i| clamp(state.param()[i], lower[i], upper[i])).collect();
+    let projected_gradient_norm = match state.gradient() {
+        Some(g) => projected_gradient_norm(&x, g, lower, upper),
+        None => f64::NAN,
+    };
+    Outcome { x, f: state.cost(), iterations: state.iter() as usize, evaluations, stop, projected_gradient_norm }
+}
+
+pub(crate) fn clamp(x: f64, lower: f64, upper: f64) -> f64 {
+    x.max(lower).min(upper)
+}
+
+pub(crate) fn stop_reason(termination: Termination<f64>) -> Stop {
+    match termination {
+        Termination::Converged(convergence) => {
+            let tests: Vec<&ConvergenceTest> =
+                convergence.criteria().iter().map(|c| &c.test).collect();
+            if tests.iter().any(|t| {
+                matches!(
+                    t,
+                    ConvergenceTest::BoundClippedGradient | ConvergenceTest::ProjectedGradient
+                )
+            }) {
+                Stop::Converged(Convergence::ProjectedGradient)
+            } else {
+                Stop::Converged(Convergence::RelativeReduction)
+            }
+        }
+        Termination::Limit(_) => Stop::MaxIterations,
+        Termination::Cancelled | Termination::Application(_) => Stop::Cancelled,
+        Termination::Failed(NumericalFailure::Solver { message, .. })
+            if message.contains("line search") =>
+        {
+            Stop::LineSearchFailed
+        }
+        Termination::Failed(failure) => Stop::NumericalFailure(format!("{failure:?}")),
+        other => Stop::NumericalFailure(format!("{other:?}")),
+    }
 }

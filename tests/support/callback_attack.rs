@@ -9,7 +9,7 @@ use blindspot::model::{argmax, softmax};
 use blindspot::optim::lbfgsb::{self, Stop};
 use blindspot::{Classifier, Error, Result};
 
-/// `lbfgsb::minimize`'s signature, with the closures boxed.
+/// `optim::minimize`'s signature, with the closures boxed.
 pub type Minimize = fn(
     &mut dyn FnMut(&[f64]) -> (f64, Vec<f64>),
     &[f64],
