@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -72,8 +73,6 @@ impl lab::Host for Worker {
         })
     }
 }
-
-use serde::Serialize;
 
 #[wasm_bindgen]
 impl Lab {
