@@ -2,9 +2,10 @@
 //! targets and both objectives; unsupported ops are refused by name.
 
 use blindspot::grad::check::{finite_differences, Rng};
+use blindspot::grad::rules::FAMILIES;
 use blindspot::grad::Objective;
 use blindspot::{Classifier, DigitPack, Error};
-use models::shipped;
+use models::{models, shipped};
 
 #[path = "support/models.rs"]
 mod models;
@@ -90,4 +91,36 @@ fn an_op_without_a_rule_is_named_before_anything_runs() {
         e.to_string().starts_with("blindspot has no gradient rule for: Reduce<Prod> (node \"wobble\"); the model classifies"),
         "{e}"
     );
+}
+
+/// The op registry dispatches to the first family that claims a node: two claiming the same
+/// node would make the order of `FAMILIES` decide its gradient or its Lipschitz factor. Every
+/// node of every shipped and zoo graph (forward, and the gradient graph built from it) is claimed
+/// by at most one family, and every forward node on the path by exactly one.
+#[test]
+fn every_node_is_claimed_by_at_most_one_op_family() {
+    let mut names: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), FAMILIES.len(), "family names repeat: {names:?}");
+    let imagenet = Classifier::load(&std::fs::read(format!("{ROOT}/models/efficientnet-lite0.onnx")).unwrap(), None).unwrap();
+    let mut all = models();
+    all.push(("efficientnet-lite0".into(), imagenet));
+    for (id, model) in &all {
+        let forward = model.graph();
+        let backward = model.gradient(&Objective::CrossEntropy).unwrap();
+        for (graph, which) in [(forward, "forward"), (backward.graph(), "gradient")] {
+            for node in graph.nodes() {
+                let claims: Vec<&str> = FAMILIES.iter().filter(|f| (f.handles)(node)).map(|f| f.name).collect();
+                assert!(claims.len() <= 1, "{id} {which} node {} ({}) is claimed by {claims:?}", node.name, node.op.name());
+                let factors: Vec<&str> =
+                    FAMILIES.iter().filter(|f| (f.lipschitz)(graph, node).is_some()).map(|f| f.name).collect();
+                assert!(factors.len() <= 1, "{id} {which} node {} ({}) has factors from {factors:?}", node.name, node.op.name());
+                let is_source_or_const = node.inputs.is_empty();
+                if which == "forward" && !is_source_or_const {
+                    assert_eq!(claims.len(), 1, "{id}: forward node {} ({}) has no family", node.name, node.op.name());
+                }
+            }
+        }
+    }
 }

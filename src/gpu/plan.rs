@@ -4,20 +4,12 @@
 use std::collections::HashMap;
 
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::array::{MultiBroadcastTo, Pad, PadMode, Slice, TypedConcat};
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
-use tract_onnx::tract_core::ops::cast::Cast;
-use tract_onnx::tract_core::ops::change_axes::AxisOp;
-use tract_onnx::tract_core::ops::cnn::{Conv, Deconv, KernelFormat, MaxPool, PoolSpec, SumPool};
-use tract_onnx::tract_core::ops::downsample::Downsample;
-use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::cnn::PoolSpec;
 use tract_onnx::tract_core::ops::konst::Const;
-use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 use tract_onnx::tract_core::ops::source::TypedSource;
 
 use crate::error::{chain, Error, Result};
-use crate::grad::ops::{MaxPoolBackward, ReluBackward};
+use crate::grad::rules;
 
 /// The most axes a map, reduction or einsum output may have.
 pub const MAX_RANK: usize = 6;
@@ -40,7 +32,7 @@ pub struct View {
     pub shape: Vec<usize>,
     pub strides: Vec<isize>,
     /// Which work allocation the offset is relative to while planning.
-    alloc: usize,
+    pub(crate) alloc: usize,
 }
 
 impl View {
@@ -66,7 +58,7 @@ impl View {
 
     /// The same values seen with `shape` (right-aligned numpy broadcasting: stride 0 where a
     /// dimension of 1 grows).
-    fn broadcast_to(&self, shape: &[usize]) -> TractResult<View> {
+    pub(crate) fn broadcast_to(&self, shape: &[usize]) -> TractResult<View> {
         ensure!(shape.len() >= self.shape.len(), "cannot broadcast {:?} to {:?}", self.shape, shape);
         let extra = shape.len() - self.shape.len();
         let mut strides = vec![0; extra];
@@ -78,7 +70,8 @@ impl View {
         Ok(View { shape: shape.to_vec(), strides, ..self.clone() })
     }
 
-    fn axis_view(&self, axis: usize, start: usize, len: usize, step: usize) -> View {
+    /// `len` positions of `axis` from `start`, every `step`-th.
+    pub(crate) fn axis_view(&self, axis: usize, start: usize, len: usize, step: usize) -> View {
         let mut v = self.clone();
         v.offset = (v.offset as isize + start as isize * v.strides[axis]) as usize;
         v.shape[axis] = len;
@@ -276,8 +269,9 @@ struct Alloc {
     offset: usize,
 }
 
-/// The planner's state: values per outlet, the allocations and steps so far.
-struct Planner {
+/// The planner's state: values per outlet, the allocations and steps so far. Op families lower
+/// their nodes through its methods (`grad::rules`).
+pub struct Planner {
     weights: Vec<f32>,
     allocs: Vec<Alloc>,
     steps: Vec<Step>,
@@ -286,13 +280,13 @@ struct Planner {
 }
 
 impl Planner {
-    fn alloc(&mut self, shape: &[usize]) -> View {
+    pub(crate) fn alloc(&mut self, shape: &[usize]) -> View {
         let len: usize = shape.iter().product();
         self.allocs.push(Alloc { len, first: usize::MAX, last: 0, pinned: false, offset: 0 });
         View { space: Space::Work, offset: 0, shape: shape.to_vec(), strides: contiguous_strides(shape), alloc: self.allocs.len() - 1 }
     }
 
-    fn constant(&mut self, t: &Tensor) -> TractResult<View> {
+    pub(crate) fn constant(&mut self, t: &Tensor) -> TractResult<View> {
         let t = t.cast_to::<f32>()?;
         let values = t.to_plain_array_view::<f32>()?;
         let offset = self.weights.len();
@@ -304,11 +298,11 @@ impl Planner {
         Ok(View { space: Space::Weights, offset, shape: t.shape().to_vec(), strides: contiguous_strides(t.shape()), alloc: 0 })
     }
 
-    fn push(&mut self, kernel: Kernel) {
+    pub(crate) fn push(&mut self, kernel: Kernel) {
         self.steps.push(Step { node: self.node.clone(), kernel });
     }
 
-    fn map(&mut self, op: MapOp, a: Option<&View>, b: Option<&View>, shape: &[usize]) -> TractResult<View> {
+    pub(crate) fn map(&mut self, op: MapOp, a: Option<&View>, b: Option<&View>, shape: &[usize]) -> TractResult<View> {
         let out = self.alloc(shape);
         let a = a.map(|v| v.broadcast_to(shape)).transpose()?;
         let b = b.map(|v| v.broadcast_to(shape)).transpose()?;
@@ -316,11 +310,11 @@ impl Planner {
         Ok(out)
     }
 
-    fn copy_into(&mut self, out: &View, a: &View) {
+    pub(crate) fn copy_into(&mut self, out: &View, a: &View) {
         self.push(Kernel::Map { op: MapOp::Unary(Unary::Copy), out: out.clone(), a: Some(a.clone()), b: None });
     }
 
-    fn contiguous(&mut self, v: &View) -> View {
+    pub(crate) fn contiguous(&mut self, v: &View) -> View {
         if v.space == Space::Work && v.is_contiguous() {
             return v.clone();
         }
@@ -329,7 +323,7 @@ impl Planner {
         out
     }
 
-    fn reduce(&mut self, op: Reduction, input: &View, axes: &[usize]) -> View {
+    pub(crate) fn reduce(&mut self, op: Reduction, input: &View, axes: &[usize]) -> View {
         let mut shape = input.shape.clone();
         for &a in axes {
             shape[a] = 1;
@@ -475,263 +469,18 @@ fn lay_out(mut p: Planner, mut inputs: Vec<View>, mut outputs: Vec<View>) -> Pla
     Plan { weights: p.weights, work_len: work_len.max(4), steps: p.steps, inputs, outputs, work_without_reuse }
 }
 
-fn unary_of(name: &str, op: &ElementWiseOp) -> Option<Unary> {
-    use tract_onnx::tract_core::ops::{math, nn};
-    Some(match name {
-        "Neg" => Unary::Neg,
-        "Abs" => Unary::Abs,
-        "Sign" => Unary::Sign,
-        "Exp" => Unary::Exp,
-        "Ln" => Unary::Ln,
-        "Sqrt" => Unary::Sqrt,
-        "Rsqrt" => Unary::Rsqrt,
-        "Recip" => Unary::Recip,
-        "Square" => Unary::Square,
-        "Sigmoid" => Unary::Sigmoid,
-        "Tanh" => Unary::Tanh,
-        "Erf" => Unary::Erf,
-        "Sin" => Unary::Sin,
-        "Cos" => Unary::Cos,
-        "PowConst" => Unary::PowConst(op.0.downcast_ref::<math::PowConst>()?.exponent),
-        "LeakyRelu" => Unary::LeakyRelu(op.0.downcast_ref::<nn::LeakyRelu>()?.alpha),
-        _ => return None,
-    })
-}
-
-fn binary_of(name: &str) -> Option<Binary> {
-    Some(match name {
-        "Add" => Binary::Add,
-        "Sub" => Binary::Sub,
-        "Mul" => Binary::Mul,
-        "Div" => Binary::Div,
-        "Max" => Binary::Max,
-        "Min" => Binary::Min,
-        "Pow" => Binary::Pow,
-        "Eq" => Binary::Eq,
-        "NE" => Binary::Ne,
-        "LT" => Binary::Lt,
-        "GT" => Binary::Gt,
-        "LTE" => Binary::Le,
-        "GTE" => Binary::Ge,
-        _ => return None,
-    })
-}
-
-fn refuse(node: &TypedNode, why: Option<String>) -> TractError {
+/// The refusal of a node the backend has no kernel for (or one of its variants), with why.
+pub(crate) fn refuse(node: &TypedNode, why: Option<String>) -> TractError {
     TractError::from(no_kernel(node, why))
 }
 
-/// The steps of one node; returns the view its output is read from.
+/// The steps of one node, as its op family lowers it; returns the view its output is read from.
 fn wire(p: &mut Planner, node: &TypedNode, ins: &[View], shape: &[usize]) -> TractResult<View> {
-    let op = &node.op;
-    if let Some(axis_op) = op.downcast_ref::<AxisOp>() {
-        return axis(p, axis_op, &ins[0], shape);
-    }
-    if let Some(slice) = op.downcast_ref::<Slice>() {
-        let (start, end) = (slice.start.to_usize()?, slice.end.to_usize()?);
-        return Ok(ins[0].axis_view(slice.axis, start, end - start, 1));
-    }
-    if let Some(down) = op.downcast_ref::<Downsample>() {
-        ensure!(down.stride > 0, "negative stride");
-        return Ok(ins[0].axis_view(down.axis, down.modulo, shape[down.axis], down.stride as usize));
-    }
-    if op.downcast_ref::<MultiBroadcastTo>().is_some() {
-        return ins[0].broadcast_to(shape);
-    }
-    if let Some(cast) = op.downcast_ref::<Cast>() {
-        if cast.to == f32::datum_type() || cast.to == bool::datum_type() {
-            return Ok(ins[0].clone());
-        }
-        return Err(refuse(node, Some(format!("a cast to {:?}", cast.to))));
-    }
-    if let Some(concat) = op.downcast_ref::<TypedConcat>() {
-        let out = p.alloc(shape);
-        let mut start = 0;
-        for v in ins {
-            let len = v.shape[concat.axis];
-            let region = out.axis_view(concat.axis, start, len, 1);
-            p.copy_into(&region, v);
-            start += len;
-        }
-        return Ok(out);
-    }
-    if let Some(pad) = op.downcast_ref::<Pad>() {
-        let PadMode::Constant(value) = &pad.mode else { return Err(refuse(node, Some("a non-constant pad".into()))) };
-        let value = value.cast_to_scalar::<f32>()?;
-        let out = p.alloc(shape);
-        p.push(Kernel::Map { op: MapOp::Unary(Unary::Fill(value)), out: out.clone(), a: None, b: None });
-        let mut inner = out.clone();
-        for (axis, (before, _)) in pad.pads.iter().enumerate() {
-            inner = inner.axis_view(axis, *before, ins[0].shape[axis], 1);
-        }
-        p.copy_into(&inner, &ins[0]);
-        return Ok(out);
-    }
-    if let Some(bin) = op.downcast_ref::<TypedBinOp>() {
-        let b = binary_of(bin.0.name()).ok_or_else(|| refuse(node, None))?;
-        return p.map(MapOp::Binary(b), Some(&ins[0]), Some(&ins[1]), shape);
-    }
-    if op.downcast_ref::<ReluBackward>().is_some() {
-        return p.map(MapOp::Binary(Binary::ReluGate), Some(&ins[0]), Some(&ins[1]), shape);
-    }
-    if let Some(ew) = op.downcast_ref::<ElementWiseOp>() {
-        let u = unary_of(ew.0.name().as_ref(), ew).ok_or_else(|| refuse(node, None))?;
-        if ew.1.is_some_and(|dt| dt != f32::datum_type()) {
-            return Err(refuse(node, Some("a non-f32 output".into())));
-        }
-        return p.map(MapOp::Unary(u), Some(&ins[0]), None, shape);
-    }
-    if let Some(reduce) = op.downcast_ref::<Reduce>() {
-        let r = match reduce.reducer {
-            Reducer::Sum => Reduction::Sum,
-            Reducer::Max => Reduction::Max,
-            Reducer::Min => Reduction::Min,
-            Reducer::Prod => Reduction::Prod,
-            Reducer::MeanOfSquares => Reduction::MeanOfSquares,
-            _ => return Err(refuse(node, None)),
-        };
-        return Ok(p.reduce(r, &ins[0], &reduce.axes));
-    }
-    if let Some(softmax) = op.downcast_ref::<Softmax>() {
-        ensure!(softmax.quant_output_dt.is_none(), "quantized softmax");
-        let m = p.reduce(Reduction::Max, &ins[0], &softmax.axes);
-        let shifted = p.map(MapOp::Binary(Binary::Sub), Some(&ins[0]), Some(&m), shape)?;
-        let e = p.map(MapOp::Unary(Unary::Exp), Some(&shifted), None, shape)?;
-        let s = p.reduce(Reduction::Sum, &e, &softmax.axes);
-        return match softmax.kind {
-            SoftmaxKind::Softmax => p.map(MapOp::Binary(Binary::Div), Some(&e), Some(&s), shape),
-            SoftmaxKind::LogSoftmax => {
-                let log_s = p.map(MapOp::Unary(Unary::Ln), Some(&s), None, &s.shape.clone())?;
-                p.map(MapOp::Binary(Binary::Sub), Some(&shifted), Some(&log_s), shape)
-            }
-        };
-    }
-    if let Some(einsum) = op.downcast_ref::<EinSum>() {
-        ensure!(einsum.q_params.is_none(), "quantized einsum");
-        return einsum_steps(p, node, einsum, ins, shape);
-    }
-    if let Some(conv) = op.downcast_ref::<Conv>() {
-        ensure!(conv.q_params.is_none(), "quantized convolution");
-        return conv_steps(p, &conv.pool_spec, &conv.kernel_fmt, conv.group, ins, shape, false);
-    }
-    if let Some(deconv) = op.downcast_ref::<Deconv>() {
-        return conv_steps(p, &deconv.pool_spec, &deconv.kernel_format, deconv.group, ins, shape, true);
-    }
-    if let Some(pool) = op.downcast_ref::<MaxPool>() {
-        ensure!(pool.with_index_outputs.is_none(), "max pool with indices");
-        return pool_steps(p, &pool.pool_spec, PoolKind::Max, &ins[0], shape);
-    }
-    if let Some(pool) = op.downcast_ref::<SumPool>() {
-        let kind = PoolKind::Sum { normalize: pool.normalize, count_include_pad: pool.count_include_pad };
-        return pool_steps(p, &pool.pool_spec, kind, &ins[0], shape);
-    }
-    if let Some(back) = op.downcast_ref::<MaxPoolBackward>() {
-        let (x, window) = nchw(&back.pool_spec, &ins[0])?;
-        let (dy, _) = nchw(&back.pool_spec, &ins[1])?;
-        let out = p.alloc(shape);
-        let (out_nchw, _) = nchw(&back.pool_spec, &out)?;
-        p.push(Kernel::MaxPoolBackward { out: out_nchw, x, dy, window });
-        return Ok(out);
-    }
-    Err(refuse(node, None))
-}
-
-fn axis(p: &mut Planner, op: &AxisOp, v: &View, shape: &[usize]) -> TractResult<View> {
-    let mut v = v.clone();
-    match op {
-        AxisOp::Add(a) => {
-            v.shape.insert(*a, 1);
-            v.strides.insert(*a, 0);
-        }
-        AxisOp::Rm(a) => {
-            ensure!(v.shape[*a] == 1, "removing an axis of size {}", v.shape[*a]);
-            v.shape.remove(*a);
-            v.strides.remove(*a);
-        }
-        AxisOp::Move(from, to) => {
-            let (d, s) = (v.shape.remove(*from), v.strides.remove(*from));
-            v.shape.insert(*to, d);
-            v.strides.insert(*to, s);
-        }
-        AxisOp::Reshape(at, from, _) => {
-            let range = *at..*at + from.len();
-            // the axes being merged must lie back to back in memory (size-1 axes do anywhere)
-            let kept: Vec<usize> = range.clone().filter(|&i| v.shape[i] != 1).collect();
-            let mergeable = kept.windows(2).all(|w| v.strides[w[0]] == v.strides[w[1]] * v.shape[w[1]] as isize);
-            if !mergeable {
-                v = p.contiguous(&v);
-            }
-            let inner = kept.last().map(|&i| v.strides[i]).unwrap_or(1);
-            let new_len = shape.len() - (v.shape.len() - from.len());
-            let new_dims = &shape[*at..*at + new_len];
-            let mut strides = vec![0isize; new_len];
-            let mut s = inner;
-            for (i, &d) in new_dims.iter().enumerate().rev() {
-                strides[i] = s;
-                s *= d as isize;
-            }
-            v.shape.splice(range.clone(), new_dims.iter().copied());
-            v.strides.splice(range, strides);
-        }
-    }
-    ensure!(v.shape == shape, "{op:?} gave {:?}, expected {shape:?}", v.shape);
-    Ok(v)
-}
-
-fn einsum_steps(p: &mut Planner, node: &TypedNode, op: &EinSum, ins: &[View], shape: &[usize]) -> TractResult<View> {
-    let (inputs, outputs) = op.axes.to_strs();
-    if ins.len() > 2 || ins.is_empty() {
-        return Err(refuse(node, Some(format!("{} operands", ins.len()))));
-    }
-    let out_axes: Vec<char> = outputs[0].chars().collect();
-    let operands: Vec<Vec<char>> = inputs.iter().map(|s| s.chars().collect()).collect();
-    for axes in operands.iter().chain(std::iter::once(&out_axes)) {
-        let mut sorted = axes.clone();
-        sorted.sort();
-        sorted.dedup();
-        if sorted.len() != axes.len() {
-            return Err(refuse(node, Some("a repeated axis (a diagonal)".into())));
-        }
-    }
-    if shape.len() > MAX_RANK {
-        return Err(refuse(node, Some(format!("rank {} over {MAX_RANK}", shape.len()))));
-    }
-    let mut summed: Vec<char> = vec![];
-    for axes in &operands {
-        for &c in axes {
-            if !out_axes.contains(&c) && !summed.contains(&c) {
-                summed.push(c);
-            }
-        }
-    }
-    if summed.len() > MAX_SUM_RANK {
-        return Err(refuse(node, Some(format!("{} summed axes", summed.len()))));
-    }
-    let size_of = |c: char| -> usize {
-        for (axes, v) in operands.iter().zip(ins) {
-            if let Some(i) = axes.iter().position(|&a| a == c) {
-                return v.shape[i];
-            }
-        }
-        1
-    };
-    let sum_shape: Vec<usize> = summed.iter().map(|&c| size_of(c)).collect();
-    let mut sum_strides: [Vec<isize>; 2] = [vec![0; summed.len()], vec![0; summed.len()]];
-    let mut views = vec![];
-    for (j, (axes, v)) in operands.iter().zip(ins).enumerate() {
-        let stride_of = |c: char| axes.iter().position(|&a| a == c).map(|i| if v.shape[i] == 1 { 0 } else { v.strides[i] }).unwrap_or(0);
-        let strides: Vec<isize> = out_axes.iter().map(|&c| stride_of(c)).collect();
-        sum_strides[j] = summed.iter().map(|&c| stride_of(c)).collect();
-        views.push(View { shape: shape.to_vec(), strides, ..v.clone() });
-    }
-    let out = p.alloc(shape);
-    let b = views.get(1).cloned();
-    p.push(Kernel::EinSum { out: out.clone(), a: views[0].clone(), b, sum_shape, sum_strides });
-    Ok(out)
+    rules::lower(p, node, ins, shape).unwrap_or_else(|| Err(refuse(node, None)))
 }
 
 /// A view with axes [N, C, H, W] of an operand laid out as `spec` says, and the window.
-fn nchw(spec: &PoolSpec, v: &View) -> TractResult<(View, Window)> {
+pub(crate) fn nchw(spec: &PoolSpec, v: &View) -> TractResult<(View, Window)> {
     let s = spec.data_format.shape(v.shape.clone())?;
     let hw: Vec<usize> = s.hw_axes().collect();
     ensure!(hw.len() == 1 || hw.len() == 2, "{}-D windows", hw.len());
@@ -748,59 +497,4 @@ fn nchw(spec: &PoolSpec, v: &View) -> TractResult<(View, Window)> {
         pad_before: lift(padding.iter().map(|p| p.pad_before).collect(), 0),
     };
     Ok((view, window))
-}
-
-/// The kernel as [O, I/group, KH, KW] strides, whatever its format.
-fn oihw(format: &KernelFormat, k: &View) -> TractResult<View> {
-    ensure!(*format == KernelFormat::OIHW, "kernel format {format:?}");
-    let rank = k.shape.len();
-    ensure!(rank == 3 || rank == 4, "a rank-{rank} kernel");
-    let mut v = k.clone();
-    if rank == 3 {
-        v.shape.insert(2, 1);
-        v.strides.insert(2, 0);
-    }
-    Ok(v)
-}
-
-fn conv_steps(
-    p: &mut Planner,
-    spec: &PoolSpec,
-    format: &KernelFormat,
-    group: usize,
-    ins: &[View],
-    shape: &[usize],
-    transposed: bool,
-) -> TractResult<View> {
-    let (x, window) = nchw(spec, &ins[0])?;
-    let kernel = oihw(format, &ins[1])?;
-    let out = p.alloc(shape);
-    let (out_nchw, _) = nchw(spec, &out)?;
-    let channels = out_nchw.shape[1];
-    let bias = match ins.get(2) {
-        Some(b) if b.len() == 1 => View { shape: vec![channels], strides: vec![0], ..b.clone() },
-        Some(b) if b.len() == channels => {
-            let axis = b.shape.iter().position(|&d| d == channels).unwrap_or(0);
-            View { shape: vec![channels], strides: vec![b.strides[axis]], ..b.clone() }
-        }
-        Some(b) => bail!("a bias of shape {:?}", b.shape),
-        None => {
-            let zero = p.constant(&Tensor::zero_scalar::<f32>()?)?;
-            View { shape: vec![channels], strides: vec![0], ..zero }
-        }
-    };
-    p.push(if transposed {
-        Kernel::Deconv { out: out_nchw, x, kernel, bias, window, group }
-    } else {
-        Kernel::Conv { out: out_nchw, x, kernel, bias, window, group }
-    });
-    Ok(out)
-}
-
-fn pool_steps(p: &mut Planner, spec: &PoolSpec, kind: PoolKind, x: &View, shape: &[usize]) -> TractResult<View> {
-    let (x, window) = nchw(spec, x)?;
-    let out = p.alloc(shape);
-    let (out_nchw, _) = nchw(spec, &out)?;
-    p.push(Kernel::Pool { kind, out: out_nchw, x, window });
-    Ok(out)
 }

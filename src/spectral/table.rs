@@ -3,14 +3,10 @@
 use std::collections::HashSet;
 
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
-use tract_onnx::tract_core::ops::change_axes::AxisOp;
-use tract_onnx::tract_core::ops::cnn::MaxPool;
-use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 
 use super::{fourier_norm, linear_layer, Kind, LayerOperator};
 use crate::error::{chain, Error, Result};
+use crate::grad::rules::{self, Lipschitz};
 use crate::Classifier;
 
 /// The seed of every power iteration's start vector (the CLI and the page agree to the last digit).
@@ -99,7 +95,13 @@ pub fn lipschitz_graph(model: &TypedModel, mut progress: impl FnMut(usize, usize
                 node.op.name()
             ));
         }
-        if let Some(layer) = linear_layer(model, id) {
+        // each op's factor is its family's (grad::rules); a linear layer's is measured here
+        let lipschitz = rules::lipschitz(model, node);
+        let layer = match lipschitz {
+            Some(Lipschitz::OperatorNorm) => linear_layer(model, id),
+            _ => None,
+        };
+        if let Some(layer) = layer {
             progress(table.rows.iter().filter(|r| r.power.is_some()).count(), total, &layer.node);
             let power = LayerOperator::new(model, id)?.norm(SEED)?;
             let fourier = match &layer.kind {
@@ -123,8 +125,8 @@ pub fn lipschitz_graph(model: &TypedModel, mut progress: impl FnMut(usize, usize
         if branches > 1 {
             continue;
         }
-        match factor_of(model, node) {
-            Some((what, factor)) => {
+        match lipschitz {
+            Some(Lipschitz::Factor(what, factor)) => {
                 if table.rows.is_empty() {
                     table.rows.push(Row {
                         node: node.name.clone(),
@@ -149,7 +151,8 @@ pub fn lipschitz_graph(model: &TypedModel, mut progress: impl FnMut(usize, usize
             None if id == output.node && node.op.name() == "Softmax" => {
                 table.excluded.push(format!("Softmax (node \"{}\") after the logits", node.name));
             }
-            None => {
+            // no factor known, or a product whose operands both vary (not a linear layer)
+            None | Some(Lipschitz::OperatorNorm) => {
                 table.unavailable.get_or_insert_with(|| {
                     format!("no known Lipschitz factor for {} (node \"{}\")", node.op.name(), node.name)
                 });
@@ -181,93 +184,6 @@ fn on_path(model: &TypedModel, from: usize, to: usize) -> HashSet<usize> {
         }
     }
     below.intersection(&above).copied().collect()
-}
-
-/// The constant operand of a binary node, if exactly one operand is constant, with its slot.
-fn constant_operand(model: &TypedModel, node: &TypedNode) -> Option<(usize, Arc<Tensor>)> {
-    let konst: Vec<Option<Arc<Tensor>>> =
-        node.inputs.iter().map(|&i| model.outlet_fact(i).ok().and_then(|f| f.konst.clone())).collect();
-    match konst.as_slice() {
-        [Some(k), None] => Some((0, k.clone())),
-        [None, Some(k)] => Some((1, k.clone())),
-        _ => None,
-    }
-}
-
-fn largest_abs(t: &Tensor) -> Option<f64> {
-    let t = t.cast_to::<f64>().ok()?;
-    let view = t.to_plain_array_view::<f64>().ok()?;
-    Some(view.iter().fold(0.0f64, |m, v| m.max(v.abs())))
-}
-
-fn short(v: f64) -> String {
-    format!("{}", (v * 1e4).round() / 1e4)
-}
-
-/// The Lipschitz factor of a non-linear-layer op of one varying input, with a description when
-/// it is worth showing (bias adds and reshapes are 1 and silent); None when not known.
-fn factor_of(model: &TypedModel, node: &TypedNode) -> Option<(Option<String>, f64)> {
-    if node.op_is::<AxisOp>() || matches!(node.op.name().as_ref(), "Reshape" | "Flatten" | "Identity") {
-        return Some((None, 1.0));
-    }
-    if let Some(pool) = node.op_as::<MaxPool>() {
-        let spec = &pool.pool_spec;
-        let (strides, dilations) = (spec.strides(), spec.dilations());
-        // the most windows that can cover one pixel
-        let covering: usize = (0..spec.kernel_shape.len())
-            .map(|a| {
-                let k = spec.kernel_shape[a];
-                k.min(((k - 1) * dilations[a] + 1).div_ceil(strides[a]))
-            })
-            .product();
-        let kernel: Vec<String> = spec.kernel_shape.iter().map(|k| k.to_string()).collect();
-        let factor = (covering as f64).sqrt();
-        let mut what = format!("max-pool {}/{}", kernel.join("x"), strides[0]);
-        if covering > 1 {
-            what += &format!(" (windows overlap: √{covering})");
-        }
-        return Some((Some(what), factor));
-    }
-    if let Some(reduce) = node.op_as::<Reduce>() {
-        // a sum of n values is √n-Lipschitz (Cauchy-Schwarz, attained by equal values); a global
-        // average pool is this sum followed by a scale 1/n
-        let shape = model.outlet_fact(node.inputs[0]).ok()?.shape.as_concrete()?.to_vec();
-        let n: usize = reduce.axes.iter().map(|&a| shape[a]).product();
-        return match reduce.reducer {
-            Reducer::Sum => Some((Some(format!("sum of {n}")), (n as f64).sqrt())),
-            _ => None,
-        };
-    }
-    if let Some(op) = node.op_as::<ElementWiseOp>() {
-        return match op.0.name().as_ref() {
-            "Sigmoid" => Some((Some("sigmoid".into()), 0.25)),
-            "Tanh" => Some((Some("tanh".into()), 1.0)),
-            "Neg" | "Abs" => Some((Some(op.0.name().to_lowercase()), 1.0)),
-            _ => None,
-        };
-    }
-    if node.op.name() == "Softmax" && node.outputs[0].successors.iter().any(|_| true) {
-        return Some((Some("softmax".into()), 1.0));
-    }
-    let bin = node.op_as::<TypedBinOp>()?;
-    let (slot, k) = constant_operand(model, node)?;
-    match bin.0.name() {
-        "Add" => Some((None, 1.0)),
-        "Sub" => Some((None, 1.0)),
-        "Max" if largest_abs(&k) == Some(0.0) => Some((Some("ReLU".into()), 1.0)),
-        "Max" => Some((Some("max with a constant".into()), 1.0)),
-        "Min" => Some((Some("min with a constant".into()), 1.0)),
-        "Mul" => {
-            let c = largest_abs(&k)?;
-            Some((Some("scale".into()), c))
-        }
-        "Div" if slot == 1 => {
-            let t = k.cast_to::<f64>().ok()?;
-            let smallest = t.to_plain_array_view::<f64>().ok()?.iter().fold(f64::INFINITY, |m, v| m.min(v.abs()));
-            Some((Some(format!("divide by {}", short(smallest))), 1.0 / smallest))
-        }
-        _ => None,
-    }
 }
 
 /// `v` with `digits` significant digits (trailing zeros dropped).

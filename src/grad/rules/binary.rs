@@ -1,19 +1,25 @@
-//! Broadcasting binary ops (add, sub, mul, div, max, min, pow): each operand's share, unbroadcast.
+//! Broadcasting binary ops (add, sub, mul, div, max, min, pow): each operand's share, unbroadcast;
+//! one WebGPU map kernel per op (comparisons included, whose gradient is mask.rs's); the factor
+//! of a bias, a scale, a ReLU.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::logic::{comp_gt, comp_lt, comp_gte, comp_lte};
 use tract_onnx::tract_core::ops::math;
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, Lipschitz};
+use crate::gpu::plan::{refuse, Binary, MapOp, Planner, View};
+use crate::grad::ops::ReluBackward;
+
+pub const FAMILY: Family = Family { name: "binary", handles, vjp, lower, lipschitz };
 
 const RULES: &[&str] = &["Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"];
 
-pub fn handles(node: &TypedNode) -> bool {
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<TypedBinOp>().is_some_and(|op| RULES.contains(&op.0.name()))
 }
 
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     let op = node.op_as::<TypedBinOp>().unwrap();
     let (x, y) = (node.inputs[0], node.inputs[1]);
     let out = OutletId::new(node.id, 0);
@@ -31,7 +37,7 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
         }
         // ReLU, max(x, 0): one pass reading the output
         "Max" if is_zero(b, y)? && !wanted[1] => {
-            (Some(b.wire(n, crate::grad::ops::ReluBackward, &[out, dy])?), None)
+            (Some(b.wire(n, ReluBackward, &[out, dy])?), None)
         }
         // the larger operand takes the gradient; at a tie the first one does not (relu'(0) = 0)
         "Max" => {
@@ -86,6 +92,74 @@ fn is_zero(b: &Backward, o: OutletId) -> TractResult<bool> {
         Some(k) => k.cast_to::<f32>()?.try_as_plain_ram()?.as_slice::<f32>()?.iter().all(|v| *v == 0.0),
         None => false,
     })
+}
+
+fn lower(p: &mut Planner, node: &TypedNode, ins: &[View], shape: &[usize]) -> Option<TractResult<View>> {
+    if node.op_is::<ReluBackward>() {
+        return Some(p.map(MapOp::Binary(Binary::ReluGate), Some(&ins[0]), Some(&ins[1]), shape));
+    }
+    let op = node.op_as::<TypedBinOp>()?;
+    Some(match kernel_of(op.0.name()) {
+        Some(k) => p.map(MapOp::Binary(k), Some(&ins[0]), Some(&ins[1]), shape),
+        None => Err(refuse(node, None)),
+    })
+}
+
+fn kernel_of(name: &str) -> Option<Binary> {
+    Some(match name {
+        "Add" => Binary::Add,
+        "Sub" => Binary::Sub,
+        "Mul" => Binary::Mul,
+        "Div" => Binary::Div,
+        "Max" => Binary::Max,
+        "Min" => Binary::Min,
+        "Pow" => Binary::Pow,
+        "Eq" => Binary::Eq,
+        "NE" => Binary::Ne,
+        "LT" => Binary::Lt,
+        "GT" => Binary::Gt,
+        "LTE" => Binary::Le,
+        "GTE" => Binary::Ge,
+        _ => return None,
+    })
+}
+
+/// A bias add is 1, a scale by constants c is max |c|, a ReLU (max with 0) is 1, a division by
+/// constants is 1 / min |c|; an op of two varying operands has no factor of its own.
+fn lipschitz(model: &TypedModel, node: &TypedNode) -> Option<Lipschitz> {
+    let bin = node.op_as::<TypedBinOp>()?;
+    let (slot, k) = constant_operand(model, node)?;
+    let (what, factor) = match bin.0.name() {
+        "Add" | "Sub" => (None, 1.0),
+        "Max" if largest_abs(&k) == Some(0.0) => (Some("ReLU".into()), 1.0),
+        "Max" => (Some("max with a constant".into()), 1.0),
+        "Min" => (Some("min with a constant".into()), 1.0),
+        "Mul" => (Some("scale".into()), largest_abs(&k)?),
+        "Div" if slot == 1 => {
+            let t = k.cast_to::<f64>().ok()?;
+            let smallest = t.to_plain_array_view::<f64>().ok()?.iter().fold(f64::INFINITY, |m, v| m.min(v.abs()));
+            (Some(format!("divide by {}", (smallest * 1e4).round() / 1e4)), 1.0 / smallest)
+        }
+        _ => return None,
+    };
+    Some(Lipschitz::Factor(what, factor))
+}
+
+/// The constant operand of a binary node, if exactly one operand is constant, with its slot.
+fn constant_operand(model: &TypedModel, node: &TypedNode) -> Option<(usize, Arc<Tensor>)> {
+    let konst: Vec<Option<Arc<Tensor>>> =
+        node.inputs.iter().map(|&i| model.outlet_fact(i).ok().and_then(|f| f.konst.clone())).collect();
+    match konst.as_slice() {
+        [Some(k), None] => Some((0, k.clone())),
+        [None, Some(k)] => Some((1, k.clone())),
+        _ => None,
+    }
+}
+
+fn largest_abs(t: &Tensor) -> Option<f64> {
+    let t = t.cast_to::<f64>().ok()?;
+    let view = t.to_plain_array_view::<f64>().ok()?;
+    Some(view.iter().fold(0.0f64, |m, v| m.max(v.abs())))
 }
 
 #[cfg(test)]

@@ -1,16 +1,20 @@
-//! Convolution: the input gradient is the transposed convolution (tract's Deconv) of the same kernel.
+//! Convolution: the input gradient is the transposed convolution (tract's Deconv) of the same
+//! kernel; both are one WebGPU kernel each; the factor is the layer's operator norm.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, Deconv, KernelFormat, PaddingSpec, PoolSpec};
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, Lipschitz};
+use crate::gpu::plan::{nchw, Kernel, Planner, View};
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "conv", handles, vjp, lower, lipschitz };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<Conv>().is_some_and(|c| c.q_params.is_none() && c.kernel_fmt == KernelFormat::OIHW)
 }
 
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     let conv = node.op_as::<Conv>().unwrap();
     ensure!(!wanted[1], "the kernel depends on the image: blindspot differentiates convolutions by constant kernels only");
     let mut grads = tvec!(None, None);
@@ -137,6 +141,71 @@ fn stride_one_as_conv(
     let zero = b.konst(n, tract_ndarray::Array1::<f32>::zeros(ci).into_tensor())?;
     let conv = Conv { pool_spec: conv_spec, kernel_fmt: KernelFormat::OIHW, group: g, q_params: None };
     Ok(Some(b.wire(n, conv, &[dy, flipped, zero])?))
+}
+
+fn lower(p: &mut Planner, node: &TypedNode, ins: &[View], shape: &[usize]) -> Option<TractResult<View>> {
+    if let Some(conv) = node.op_as::<Conv>() {
+        if conv.q_params.is_some() {
+            return Some(Err(format_err!("quantized convolution")));
+        }
+        return Some(steps(p, &conv.pool_spec, &conv.kernel_fmt, conv.group, ins, shape, false));
+    }
+    let deconv = node.op_as::<Deconv>()?;
+    Some(steps(p, &deconv.pool_spec, &deconv.kernel_format, deconv.group, ins, shape, true))
+}
+
+/// A linear layer: measured by power iteration (spectral::LayerOperator), bounded by the Fourier
+/// formula.
+fn lipschitz(_: &TypedModel, node: &TypedNode) -> Option<Lipschitz> {
+    node.op_is::<Conv>().then_some(Lipschitz::OperatorNorm)
+}
+
+/// The kernel as [O, I/group, KH, KW] strides, whatever its format.
+fn oihw(format: &KernelFormat, k: &View) -> TractResult<View> {
+    ensure!(*format == KernelFormat::OIHW, "kernel format {format:?}");
+    let rank = k.shape.len();
+    ensure!(rank == 3 || rank == 4, "a rank-{rank} kernel");
+    let mut v = k.clone();
+    if rank == 3 {
+        v.shape.insert(2, 1);
+        v.strides.insert(2, 0);
+    }
+    Ok(v)
+}
+
+/// One Conv (or, `transposed`, Deconv) kernel over NCHW views of the operands.
+fn steps(
+    p: &mut Planner,
+    spec: &PoolSpec,
+    format: &KernelFormat,
+    group: usize,
+    ins: &[View],
+    shape: &[usize],
+    transposed: bool,
+) -> TractResult<View> {
+    let (x, window) = nchw(spec, &ins[0])?;
+    let kernel = oihw(format, &ins[1])?;
+    let out = p.alloc(shape);
+    let (out_nchw, _) = nchw(spec, &out)?;
+    let channels = out_nchw.shape[1];
+    let bias = match ins.get(2) {
+        Some(b) if b.len() == 1 => View { shape: vec![channels], strides: vec![0], ..b.clone() },
+        Some(b) if b.len() == channels => {
+            let axis = b.shape.iter().position(|&d| d == channels).unwrap_or(0);
+            View { shape: vec![channels], strides: vec![b.strides[axis]], ..b.clone() }
+        }
+        Some(b) => bail!("a bias of shape {:?}", b.shape),
+        None => {
+            let zero = p.constant(&Tensor::zero_scalar::<f32>()?)?;
+            View { shape: vec![channels], strides: vec![0], ..zero }
+        }
+    };
+    p.push(if transposed {
+        Kernel::Deconv { out: out_nchw, x, kernel, bias, window, group }
+    } else {
+        Kernel::Conv { out: out_nchw, x, kernel, bias, window, group }
+    });
+    Ok(out)
 }
 
 #[cfg(test)]

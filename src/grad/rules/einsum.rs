@@ -1,18 +1,22 @@
-//! EinSum (MatMul, Gemm, decluttered dense layers): each operand's gradient is another EinSum.
+//! EinSum (MatMul, Gemm, decluttered dense layers): each operand's gradient is another EinSum;
+//! one WebGPU kernel of strided sums; the factor is the layer's operator norm.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, Lipschitz};
+use crate::gpu::plan::{refuse, Kernel, Planner, View, MAX_RANK, MAX_SUM_RANK};
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "einsum", handles, vjp, lower, lipschitz };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<EinSum>().is_some_and(|op| op.q_params.is_none())
 }
 
 /// For `a,b->o`, d/da = einsum(`o,b->a`) (and likewise for every operand). An axis found only in
 /// the operand was summed away: its gradient is the same along it, so it is re-added and broadcast.
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     let op = node.op_as::<EinSum>().unwrap();
     let (inputs, outputs) = op.axes.to_strs();
     let out = &outputs[0];
@@ -49,6 +53,72 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
         grads.push(Some(b.broadcast(&node.name, g, &shape)?));
     }
     Ok(grads)
+}
+
+fn lower(p: &mut Planner, node: &TypedNode, ins: &[View], shape: &[usize]) -> Option<TractResult<View>> {
+    let op = node.op_as::<EinSum>()?;
+    if op.q_params.is_some() {
+        return Some(Err(format_err!("quantized einsum")));
+    }
+    Some(steps(p, node, op, ins, shape))
+}
+
+/// A linear layer when one operand is constant: measured by power iteration.
+fn lipschitz(_: &TypedModel, node: &TypedNode) -> Option<Lipschitz> {
+    node.op_is::<EinSum>().then_some(Lipschitz::OperatorNorm)
+}
+
+/// One EinSum kernel: every operand seen along the output's axes and the summed ones.
+fn steps(p: &mut Planner, node: &TypedNode, op: &EinSum, ins: &[View], shape: &[usize]) -> TractResult<View> {
+    let (inputs, outputs) = op.axes.to_strs();
+    if ins.len() > 2 || ins.is_empty() {
+        return Err(refuse(node, Some(format!("{} operands", ins.len()))));
+    }
+    let out_axes: Vec<char> = outputs[0].chars().collect();
+    let operands: Vec<Vec<char>> = inputs.iter().map(|s| s.chars().collect()).collect();
+    for axes in operands.iter().chain(std::iter::once(&out_axes)) {
+        let mut sorted = axes.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != axes.len() {
+            return Err(refuse(node, Some("a repeated axis (a diagonal)".into())));
+        }
+    }
+    if shape.len() > MAX_RANK {
+        return Err(refuse(node, Some(format!("rank {} over {MAX_RANK}", shape.len()))));
+    }
+    let mut summed: Vec<char> = vec![];
+    for axes in &operands {
+        for &c in axes {
+            if !out_axes.contains(&c) && !summed.contains(&c) {
+                summed.push(c);
+            }
+        }
+    }
+    if summed.len() > MAX_SUM_RANK {
+        return Err(refuse(node, Some(format!("{} summed axes", summed.len()))));
+    }
+    let size_of = |c: char| -> usize {
+        for (axes, v) in operands.iter().zip(ins) {
+            if let Some(i) = axes.iter().position(|&a| a == c) {
+                return v.shape[i];
+            }
+        }
+        1
+    };
+    let sum_shape: Vec<usize> = summed.iter().map(|&c| size_of(c)).collect();
+    let mut sum_strides: [Vec<isize>; 2] = [vec![0; summed.len()], vec![0; summed.len()]];
+    let mut views = vec![];
+    for (j, (axes, v)) in operands.iter().zip(ins).enumerate() {
+        let stride_of = |c: char| axes.iter().position(|&a| a == c).map(|i| if v.shape[i] == 1 { 0 } else { v.strides[i] }).unwrap_or(0);
+        let strides: Vec<isize> = out_axes.iter().map(|&c| stride_of(c)).collect();
+        sum_strides[j] = summed.iter().map(|&c| stride_of(c)).collect();
+        views.push(View { shape: shape.to_vec(), strides, ..v.clone() });
+    }
+    let out = p.alloc(shape);
+    let b = views.get(1).cloned();
+    p.push(Kernel::EinSum { out: out.clone(), a: views[0].clone(), b, sum_shape, sum_strides });
+    Ok(out)
 }
 
 #[cfg(test)]

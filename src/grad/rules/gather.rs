@@ -5,15 +5,17 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::Gather;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, no_factor, no_lowering};
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "gather", handles, vjp, lower: no_lowering, lipschitz: no_factor };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<Gather>().is_some()
 }
 
 /// For `y = gather(x, idx, axis)`: dx[.., j, ..] = sum over i of [idx_i = j] dy[.., i, ..], with
 /// the one-hot M[i, j] built once from the constant indices (negative ones counted from the end).
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     let gather = node.op_as::<Gather>().unwrap();
     ensure!(!wanted[1], "the indices depend on the image: blindspot differentiates Gather by constant indices only");
     let indices = b

@@ -6,16 +6,18 @@ use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx_opl::lrn::Lrn;
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, no_factor, no_lowering};
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "lrn", handles, vjp, lower: no_lowering, lipschitz: no_factor };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<Lrn>().is_some()
 }
 
 /// y_c = x_c d_c^(-b), d_c = bias + a/size sum_{c' in W(c)} x_c'^2, W(c) = [c - (size-1)/2,
 /// c + ceil((size-1)/2)] as tract evaluates it. With M[c, c'] = [c' in W(c)]:
 /// dx = dy d^(-b) - x (2 a b / size) M^T (dy x d^(-b-1)). The window sums are 1x1 convolutions.
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, _: &[bool]) -> TractResult<Grads> {
     let lrn = node.op_as::<Lrn>().unwrap();
     let n = node.name.as_str();
     let x = node.inputs[0];

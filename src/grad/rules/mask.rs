@@ -4,7 +4,9 @@
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::logic::Iff;
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, no_factor, no_lowering};
+
+pub const FAMILY: Family = Family { name: "mask", handles, vjp, lower: no_lowering, lipschitz: no_factor };
 
 /// Whether every output of the node is boolean or integer: its value cannot change under an
 /// infinitesimal change of a float input, so no gradient flows back through it.
@@ -12,13 +14,13 @@ fn piecewise_constant(node: &TypedNode) -> bool {
     node.outputs.iter().all(|o| !o.fact.datum_type.is_float())
 }
 
-pub fn handles(node: &TypedNode) -> bool {
+fn handles(node: &TypedNode) -> bool {
     node.op_is::<Iff>() || piecewise_constant(node)
 }
 
 /// `Iff(cond, a, b)`: da = dy where cond holds, db = dy where it does not, each summed back over
 /// the axes it was broadcast along. The condition gets none.
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     if !node.op_is::<Iff>() {
         return Ok(node.inputs.iter().map(|_| None).collect());
     }

@@ -4,15 +4,17 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm, ScaledRmsNorm};
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, no_factor, no_lowering};
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "norm", handles, vjp, lower: no_lowering, lipschitz: no_factor };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<RmsNorm>().is_some() || node.op_as::<ScaledRmsNorm>().is_some_and(|s| s.out_dt.is_none())
 }
 
 /// y = x r, r = (mean(x^2) + eps)^(-1/2) over `axis`:
 /// dx = r dy - x r^3 mean(dy x); with a scale s, dy is first multiplied by s.
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     let n = node.name.as_str();
     let x = node.inputs[0];
     let (axis, eps, dy) = if let Some(rms) = node.op_as::<RmsNorm>() {

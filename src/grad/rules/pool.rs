@@ -1,13 +1,17 @@
-//! Pools: MaxPool sends the gradient to each window's winner; average/sum pools spread it evenly.
+//! Pools: MaxPool sends the gradient to each window's winner; average/sum pools spread it evenly;
+//! one WebGPU kernel each way; a max pool's factor counts the windows that overlap.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec, SumPool};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, Lipschitz};
+use crate::gpu::plan::{nchw, Kernel, Planner, PoolKind, View};
 use crate::grad::ops::MaxPoolBackward;
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "pool", handles, vjp, lower, lipschitz };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<MaxPool>().is_some_and(|p| p.pool_spec.data_format == DataFormat::NCHW)
         || node.op_as::<SumPool>().is_some_and(|p| p.pool_spec.data_format == DataFormat::NCHW)
 }
@@ -63,13 +67,63 @@ fn padded_counts(spec: &PoolSpec, x_shape: &[usize], y_shape: &[usize]) -> Tract
 }
 
 /// Max pool: dy to each window's winner (a dedicated op; tract's generic scatter is slow).
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, _: &[bool]) -> TractResult<Grads> {
     if let Some(pool) = node.op_as::<SumPool>() {
         return sum_pool(b, node, pool, dy);
     }
     let pool = node.op_as::<MaxPool>().unwrap();
     let backward = MaxPoolBackward { pool_spec: pool.pool_spec.clone() };
     Ok(tvec!(Some(b.wire(&node.name, backward, &[node.inputs[0], dy])?)))
+}
+
+fn lower(p: &mut Planner, node: &TypedNode, ins: &[View], shape: &[usize]) -> Option<TractResult<View>> {
+    if let Some(pool) = node.op_as::<MaxPool>() {
+        if pool.with_index_outputs.is_some() {
+            return Some(Err(format_err!("max pool with indices")));
+        }
+        return Some(steps(p, &pool.pool_spec, PoolKind::Max, &ins[0], shape));
+    }
+    if let Some(pool) = node.op_as::<SumPool>() {
+        let kind = PoolKind::Sum { normalize: pool.normalize, count_include_pad: pool.count_include_pad };
+        return Some(steps(p, &pool.pool_spec, kind, &ins[0], shape));
+    }
+    let back = node.op_as::<MaxPoolBackward>()?;
+    Some((|| {
+        let (x, window) = nchw(&back.pool_spec, &ins[0])?;
+        let (dy, _) = nchw(&back.pool_spec, &ins[1])?;
+        let out = p.alloc(shape);
+        let (out_nchw, _) = nchw(&back.pool_spec, &out)?;
+        p.push(Kernel::MaxPoolBackward { out: out_nchw, x, dy, window });
+        Ok(out)
+    })())
+}
+
+fn steps(p: &mut Planner, spec: &PoolSpec, kind: PoolKind, x: &View, shape: &[usize]) -> TractResult<View> {
+    let (x, window) = nchw(spec, x)?;
+    let out = p.alloc(shape);
+    let (out_nchw, _) = nchw(spec, &out)?;
+    p.push(Kernel::Pool { kind, out: out_nchw, x, window });
+    Ok(out)
+}
+
+/// A max pool is 1-Lipschitz per window, √(the most windows covering one pixel) in all; the
+/// factor of average pools is their sum's (reduce.rs) times the scale, not known here.
+fn lipschitz(_: &TypedModel, node: &TypedNode) -> Option<Lipschitz> {
+    let spec = &node.op_as::<MaxPool>()?.pool_spec;
+    let (strides, dilations) = (spec.strides(), spec.dilations());
+    // the most windows that can cover one pixel
+    let covering: usize = (0..spec.kernel_shape.len())
+        .map(|a| {
+            let k = spec.kernel_shape[a];
+            k.min(((k - 1) * dilations[a] + 1).div_ceil(strides[a]))
+        })
+        .product();
+    let kernel: Vec<String> = spec.kernel_shape.iter().map(|k| k.to_string()).collect();
+    let mut what = format!("max-pool {}/{}", kernel.join("x"), strides[0]);
+    if covering > 1 {
+        what += &format!(" (windows overlap: √{covering})");
+    }
+    Some(Lipschitz::Factor(Some(what), (covering as f64).sqrt()))
 }
 
 #[cfg(test)]

@@ -1,18 +1,22 @@
-//! Reductions over axes kept as size 1 (sum, mean as sum times a constant, max, min, mean of squares).
+//! Reductions over axes kept as size 1 (sum, mean as sum times a constant, max, min, mean of
+//! squares): their gradients, their WebGPU reduction kernel, a sum's factor √n.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::logic::comp_eq;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, Lipschitz};
+use crate::gpu::plan::{refuse, Planner, Reduction, View};
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "reduce", handles, vjp, lower, lipschitz };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<Reduce>().is_some_and(|r| {
         matches!(r.reducer, Reducer::Sum | Reducer::Max | Reducer::Min | Reducer::MeanOfSquares)
     })
 }
 
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, _: &[bool]) -> TractResult<Grads> {
     let reduce = node.op_as::<Reduce>().unwrap();
     let n = node.name.as_str();
     let x = node.inputs[0];
@@ -37,6 +41,31 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grad
         _ => bail!("no gradient rule for {:?}", reduce.reducer),
     };
     Ok(tvec!(Some(dx)))
+}
+
+fn lower(p: &mut Planner, node: &TypedNode, ins: &[View], _: &[usize]) -> Option<TractResult<View>> {
+    let reduce = node.op_as::<Reduce>()?;
+    let r = match reduce.reducer {
+        Reducer::Sum => Reduction::Sum,
+        Reducer::Max => Reduction::Max,
+        Reducer::Min => Reduction::Min,
+        Reducer::Prod => Reduction::Prod,
+        Reducer::MeanOfSquares => Reduction::MeanOfSquares,
+        _ => return Some(Err(refuse(node, None))),
+    };
+    Some(Ok(p.reduce(r, &ins[0], &reduce.axes)))
+}
+
+/// A sum of n values is √n-Lipschitz (Cauchy-Schwarz, attained by equal values); a global
+/// average pool is this sum followed by a scale 1/n.
+fn lipschitz(model: &TypedModel, node: &TypedNode) -> Option<Lipschitz> {
+    let reduce = node.op_as::<Reduce>()?;
+    let shape = model.outlet_fact(node.inputs[0]).ok()?.shape.as_concrete()?.to_vec();
+    let n: usize = reduce.axes.iter().map(|&a| shape[a]).product();
+    match reduce.reducer {
+        Reducer::Sum => Some(Lipschitz::Factor(Some(format!("sum of {n}")), (n as f64).sqrt())),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

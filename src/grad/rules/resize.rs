@@ -8,9 +8,11 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::{NearestUpsample, Resize};
 use tract_onnx_opl::resize::{AspectRatio, CoordTransform, Resize as EdgeResize};
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, no_factor, no_lowering};
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "resize", handles, vjp, lower: no_lowering, lipschitz: no_factor };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_is::<Resize>() || node.op_is::<NearestUpsample>() || node.op_is::<EdgeResize>()
 }
 
@@ -151,7 +153,7 @@ fn resample_back(
     b.wire(&node.name, EinSum::new(expr.parse()?, f32::datum_type()), &[g, m])
 }
 
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, _: &[bool]) -> TractResult<Grads> {
     if let Some(op) = node.op_as::<NearestUpsample>() {
         let g = upsample(b, node, op, dy)?;
         return Ok(node.inputs.iter().enumerate().map(|(i, _)| (i == 0).then_some(g)).collect());

@@ -1,4 +1,5 @@
-//! Ops that move values without arithmetic: concat, slice, constant pad, broadcast, cast, downsample.
+//! Ops that move values without arithmetic: concat, slice, constant pad, broadcast, cast, downsample;
+//! on WebGPU most are views, concat and pad copies.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{MultiBroadcastTo, Pad, PadMode, Slice, Tile, TypedConcat};
@@ -6,9 +7,12 @@ use tract_onnx::tract_core::ops::cast::{cast, Cast};
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::downsample::Downsample;
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, no_factor};
+use crate::gpu::plan::{refuse, Kernel, MapOp, Planner, Unary, View};
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "shape", handles, vjp, lower, lipschitz: no_factor };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_is::<TypedConcat>()
         || node.op_is::<Slice>()
         || node.op_is::<Pad>()
@@ -49,7 +53,7 @@ fn upsample(b: &mut Backward, n: &str, down: &Downsample, dy: OutletId, len: usi
     Ok(g)
 }
 
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     let n = node.name.as_str();
     if let Some(concat) = node.op_as::<TypedConcat>() {
         // each input gets its own slice of dy
@@ -164,6 +168,55 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) ->
         return Ok(tvec!(None));
     }
     Ok(tvec!(Some(b.wire(n, cast(dt), &[dy])?)))
+}
+
+fn lower(p: &mut Planner, node: &TypedNode, ins: &[View], shape: &[usize]) -> Option<TractResult<View>> {
+    let op = &node.op;
+    if let Some(slice) = op.downcast_ref::<Slice>() {
+        return Some((|| {
+            let (start, end) = (slice.start.to_usize()?, slice.end.to_usize()?);
+            Ok(ins[0].axis_view(slice.axis, start, end - start, 1))
+        })());
+    }
+    if let Some(down) = op.downcast_ref::<Downsample>() {
+        if down.stride <= 0 {
+            return Some(Err(format_err!("negative stride")));
+        }
+        return Some(Ok(ins[0].axis_view(down.axis, down.modulo, shape[down.axis], down.stride as usize)));
+    }
+    if op.downcast_ref::<MultiBroadcastTo>().is_some() {
+        return Some(ins[0].broadcast_to(shape));
+    }
+    if let Some(cast) = op.downcast_ref::<Cast>() {
+        if cast.to == f32::datum_type() || cast.to == bool::datum_type() {
+            return Some(Ok(ins[0].clone()));
+        }
+        return Some(Err(refuse(node, Some(format!("a cast to {:?}", cast.to)))));
+    }
+    if let Some(concat) = op.downcast_ref::<TypedConcat>() {
+        let out = p.alloc(shape);
+        let mut start = 0;
+        for v in ins {
+            let len = v.shape[concat.axis];
+            let region = out.axis_view(concat.axis, start, len, 1);
+            p.copy_into(&region, v);
+            start += len;
+        }
+        return Some(Ok(out));
+    }
+    let pad = op.downcast_ref::<Pad>()?;
+    let PadMode::Constant(value) = &pad.mode else { return Some(Err(refuse(node, Some("a non-constant pad".into())))) };
+    Some((|| {
+        let value = value.cast_to_scalar::<f32>()?;
+        let out = p.alloc(shape);
+        p.push(Kernel::Map { op: MapOp::Unary(Unary::Fill(value)), out: out.clone(), a: None, b: None });
+        let mut inner = out.clone();
+        for (axis, (before, _)) in pad.pads.iter().enumerate() {
+            inner = inner.axis_view(axis, *before, ins[0].shape[axis], 1);
+        }
+        p.copy_into(&inner, &ins[0]);
+        Ok(out)
+    })())
 }
 
 #[cfg(test)]

@@ -1,16 +1,19 @@
-//! Softmax and LogSoftmax over any axes.
+//! Softmax and LogSoftmax over any axes: gradient, WebGPU steps (max, shift, exp, sum), factor 1.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, Lipschitz};
+use crate::gpu::plan::{Binary, MapOp, Planner, Reduction, Unary, View};
 
-pub fn handles(node: &TypedNode) -> bool {
+pub const FAMILY: Family = Family { name: "softmax", handles, vjp, lower, lipschitz };
+
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<Softmax>().is_some_and(|s| s.quant_output_dt.is_none())
 }
 
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, _: &[bool]) -> TractResult<Grads> {
     let softmax = node.op_as::<Softmax>().unwrap();
     let n = node.name.as_str();
     let y = OutletId::new(node.id, 0);
@@ -32,6 +35,32 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grad
         }
     };
     Ok(tvec!(Some(dx)))
+}
+
+fn lower(p: &mut Planner, node: &TypedNode, ins: &[View], shape: &[usize]) -> Option<TractResult<View>> {
+    let softmax = node.op_as::<Softmax>()?;
+    if softmax.quant_output_dt.is_some() {
+        return Some(Err(format_err!("quantized softmax")));
+    }
+    Some((|| {
+        let m = p.reduce(Reduction::Max, &ins[0], &softmax.axes);
+        let shifted = p.map(MapOp::Binary(Binary::Sub), Some(&ins[0]), Some(&m), shape)?;
+        let e = p.map(MapOp::Unary(Unary::Exp), Some(&shifted), None, shape)?;
+        let s = p.reduce(Reduction::Sum, &e, &softmax.axes);
+        match softmax.kind {
+            SoftmaxKind::Softmax => p.map(MapOp::Binary(Binary::Div), Some(&e), Some(&s), shape),
+            SoftmaxKind::LogSoftmax => {
+                let log_s = p.map(MapOp::Unary(Unary::Ln), Some(&s), None, &s.shape.clone())?;
+                p.map(MapOp::Binary(Binary::Sub), Some(&shifted), Some(&log_s), shape)
+            }
+        }
+    })())
+}
+
+/// Softmax is 1-Lipschitz (L2); at the graph's output, Table 5 leaves it out of the bound.
+fn lipschitz(_: &TypedModel, node: &TypedNode) -> Option<Lipschitz> {
+    let feeds_something = node.outputs[0].successors.iter().any(|_| true);
+    (node.op.name() == "Softmax" && feeds_something).then(|| Lipschitz::Factor(Some("softmax".into()), 1.0))
 }
 
 #[cfg(test)]

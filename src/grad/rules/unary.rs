@@ -1,12 +1,16 @@
 //! Element-wise ops: sigmoid, tanh, exp, ln, sqrt, rsqrt, recip, abs, neg, square, erf, x^c, leaky ReLU, GELU,
-//! SiLU, hard swish, the trigonometric and hyperbolic functions, and the step functions.
+//! SiLU, hard swish, the trigonometric and hyperbolic functions, and the step functions: their
+//! derivatives, the ones with a WebGPU map kernel, the factors of sigmoid, tanh, neg and abs.
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::logic::{comp_gt, comp_lt};
 use tract_onnx::tract_core::ops::{math, nn};
 
-use super::{Backward, Grads};
+use super::{Backward, Family, Grads, Lipschitz};
+use crate::gpu::plan::{refuse, MapOp, Planner, Unary, View};
+
+pub const FAMILY: Family = Family { name: "unary", handles, vjp, lower, lipschitz };
 
 const RULES: &[&str] = &[
     "Sigmoid", "Tanh", "Exp", "Ln", "Sqrt", "Recip", "Abs", "Neg", "Square", "Erf", "PowConst", "LeakyRelu",
@@ -14,11 +18,11 @@ const RULES: &[&str] = &[
     "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Floor", "Ceil", "Round", "RoundHalfToEven", "Sign",
 ];
 
-pub fn handles(node: &TypedNode) -> bool {
+fn handles(node: &TypedNode) -> bool {
     node.op_as::<ElementWiseOp>().is_some_and(|op| RULES.contains(&op.0.name().as_ref()))
 }
 
-pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grads> {
+fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, _: &[bool]) -> TractResult<Grads> {
     let op = node.op_as::<ElementWiseOp>().unwrap();
     let x = node.inputs[0];
     let y = OutletId::new(node.id, 0);
@@ -211,6 +215,49 @@ pub fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId) -> TractResult<Grad
         other => bail!("no gradient rule for element-wise op {other}"),
     };
     Ok(tvec!(Some(dx)))
+}
+
+fn lower(p: &mut Planner, node: &TypedNode, ins: &[View], shape: &[usize]) -> Option<TractResult<View>> {
+    let ew = node.op_as::<ElementWiseOp>()?;
+    let Some(u) = kernel_of(ew) else { return Some(Err(refuse(node, None))) };
+    if ew.1.is_some_and(|dt| dt != f32::datum_type()) {
+        return Some(Err(refuse(node, Some("a non-f32 output".into()))));
+    }
+    Some(p.map(MapOp::Unary(u), Some(&ins[0]), None, shape))
+}
+
+fn kernel_of(op: &ElementWiseOp) -> Option<Unary> {
+    Some(match op.0.name().as_ref() {
+        "Neg" => Unary::Neg,
+        "Abs" => Unary::Abs,
+        "Sign" => Unary::Sign,
+        "Exp" => Unary::Exp,
+        "Ln" => Unary::Ln,
+        "Sqrt" => Unary::Sqrt,
+        "Rsqrt" => Unary::Rsqrt,
+        "Recip" => Unary::Recip,
+        "Square" => Unary::Square,
+        "Sigmoid" => Unary::Sigmoid,
+        "Tanh" => Unary::Tanh,
+        "Erf" => Unary::Erf,
+        "Sin" => Unary::Sin,
+        "Cos" => Unary::Cos,
+        "PowConst" => Unary::PowConst(op.0.downcast_ref::<math::PowConst>()?.exponent),
+        "LeakyRelu" => Unary::LeakyRelu(op.0.downcast_ref::<nn::LeakyRelu>()?.alpha),
+        _ => return None,
+    })
+}
+
+/// The largest slope: sigmoid's is 1/4, tanh's, neg's and abs's 1.
+fn lipschitz(_: &TypedModel, node: &TypedNode) -> Option<Lipschitz> {
+    let op = node.op_as::<ElementWiseOp>()?;
+    let name = op.0.name();
+    let factor = match name.as_ref() {
+        "Sigmoid" => 0.25,
+        "Tanh" | "Neg" | "Abs" => 1.0,
+        _ => return None,
+    };
+    Some(Lipschitz::Factor(Some(name.to_lowercase()), factor))
 }
 
 #[cfg(test)]
