@@ -1,9 +1,6 @@
 //! Attacks proven by outcome: target reached, box respected, distortion small, deterministic,
 //! cancellable.
 
-#[path = "support/callback_attack.rs"]
-mod callback_attack;
-
 use blindspot::attack::baselines::{self, Budget};
 use blindspot::attack::lbfgs::{attack, Ask, Options, Progress, Search};
 use blindspot::attack::{Goal, Outcome};
@@ -132,32 +129,83 @@ fn cases(pack: &DigitPack) -> Vec<(&'static str, usize, Goal)> {
     cases
 }
 
-/// `attack` drives the `Search` state machine; before, the c-search called L-BFGS-B with the
-/// model in a closure (tests/support/callback_attack.rs). Same examples, counts, c and progress
-/// reports, bit for bit.
+/// One L-BFGS-B run of a search: its c, its iterations, and where it ended.
+struct Run {
+    c: f64,
+    iterations: usize,
+    success: bool,
+    distortion: f64,
+}
+
+/// The c-search as docs/attack.md states it, checked on the runs a search made (not against a
+/// copy of its code): the first c is `c_initial`; while no success and failure bracket each
+/// other, c is multiplied by 10 after a success and divided by 10 after a failure, at most
+/// `bracket_steps` + 1 runs; then `c_steps` bisections, each at the geometric mean of the largest
+/// success and the smallest failure so far; the outcome is the success of least distortion,
+/// with its c, and the counts are the sums over the runs.
 #[test]
-fn the_state_machine_gives_the_callback_attacks_examples() {
-    let minimize: callback_attack::Minimize = |f, x0, lower, upper, options, progress| {
-        blindspot::optim::minimize(f, x0, lower, upper, options, progress)
-    };
+fn the_c_search_brackets_then_bisects_and_keeps_the_least_distortion_success() {
     let pack = pack();
+    let options = Options::default();
     for (id, digit, goal) in cases(&pack) {
         let m = model(id);
         let x = pack.input(digit);
-        let (mut before, mut after) = (Vec::<Progress>::new(), Vec::<Progress>::new());
-        let old = callback_attack::attack(minimize, &m, &x, goal, &Options::default(), |p| {
-            before.push(*p);
-            true
-        })
-        .unwrap();
-        let new = attack(&m, &x, goal, &Options::default(), |p| {
-            after.push(*p);
-            true
-        })
-        .unwrap();
-        assert!(new.success, "{id} digit {digit} {goal:?}");
-        assert_eq!(exact(old), exact(new), "{id} digit {digit} {goal:?}");
-        assert_eq!(before, after, "{id} digit {digit} {goal:?}: progress");
+        let (objective, class) = goal.objective();
+        let graph = m.gradient(&objective).unwrap();
+        let one_hot = graph.one_hot(class).unwrap();
+        let mut search = Search::new(&x, goal, &options);
+        let (mut runs, mut c, mut iterations, mut gradients) = (Vec::<Run>::new(), None, 0, 0);
+        let outcome = loop {
+            match search.ask() {
+                Ask::Gradient(image) => {
+                    gradients += 1;
+                    search.tell(graph.evaluate(&image, &one_hot).unwrap())
+                }
+                Ask::Progress(p) => {
+                    assert_eq!(p.iteration, runs.iter().map(|r| r.iterations).sum::<usize>() + iterations + 1);
+                    c = Some(p.c);
+                    iterations += 1;
+                }
+                Ask::Classify(image) => {
+                    let logits = m.classify(&image).unwrap().logits;
+                    let label = blindspot::model::argmax(&logits);
+                    let distortion = blindspot::attack::metrics::distortion(&x, &image);
+                    let c = c.take().expect("every run makes at least one iteration");
+                    runs.push(Run { c, iterations, success: goal.reached(label), distortion });
+                    iterations = 0;
+                    search.tell_logits(logits)
+                }
+                Ask::Done(outcome) => break outcome.unwrap(),
+            }
+        };
+        let what = format!("{id} digit {digit} {goal:?}");
+        assert_eq!(runs[0].c, options.c_initial, "{what}");
+        let bracketed = |runs: &[Run]| runs.iter().any(|r| r.success) && runs.iter().any(|r| !r.success);
+        let mut i = 1;
+        while i < runs.len() && !bracketed(&runs[..i]) {
+            let previous = &runs[i - 1];
+            let expected = if previous.success { previous.c * 10.0 } else { previous.c / 10.0 };
+            assert_eq!(runs[i].c, expected, "{what}: run {i} while bracketing");
+            i += 1;
+        }
+        assert!(i <= options.bracket_steps + 1, "{what}: {i} bracketing runs");
+        if bracketed(&runs[..i]) {
+            assert_eq!(runs.len() - i, options.c_steps, "{what}: bisections");
+        }
+        for j in i..runs.len() {
+            let largest_success = runs[..j].iter().filter(|r| r.success).map(|r| r.c).fold(f64::MIN, f64::max);
+            let smallest_failure = runs[..j].iter().filter(|r| !r.success).map(|r| r.c).fold(f64::MAX, f64::min);
+            assert!(largest_success < smallest_failure, "{what}: the bracket holds");
+            let mean = (largest_success * smallest_failure).sqrt();
+            assert!((runs[j].c - mean).abs() <= 1e-12 * mean, "{what}: run {j} at c {} for {mean}", runs[j].c);
+        }
+        let best = runs.iter().filter(|r| r.success).min_by(|a, b| a.distortion.total_cmp(&b.distortion)).expect("a success");
+        assert!(outcome.success, "{what}");
+        assert_eq!(outcome.c, Some(best.c), "{what}: the least-distortion success's c");
+        assert_eq!(outcome.distortion, best.distortion, "{what}");
+        assert_eq!(outcome.iterations, runs.iter().map(|r| r.iterations).sum::<usize>(), "{what}");
+        assert_eq!(outcome.gradient_evaluations, gradients, "{what}");
+        println!("{what}: c {:?}", runs.iter().map(|r| (r.c, r.success)).collect::<Vec<_>>());
     }
 }
 

@@ -490,7 +490,8 @@ fn bits(x: &[f64]) -> Vec<u64> {
     x.iter().map(|v| v.to_bits()).collect()
 }
 
-/// Runs `driver` (one of the two `minimize`s) on `fg`, cancelling after `cancel_after` iterations.
+/// Runs `driver` (the driver asked and told, or calling its objective) on `fg`, cancelling after
+/// `cancel_after` iterations.
 fn trace<D>(driver: D, fg: &Objective, x0: &[f64], lower: &[f64], upper: &[f64], options: &Options, cancel_after: usize) -> Trace
 where
     D: FnOnce(
@@ -554,8 +555,8 @@ fn ask_tell_minimize(
     }
 }
 
-/// The ask/tell optimiser reruns basin's iterations from snapshots: it must evaluate the same
-/// points, report the same iterates and end the same way, bit for bit, as `minimize`, where basin
+/// Asked and told, the driver reruns basin's iterations from snapshots: it must evaluate the same
+/// points, report the same iterates and end the same way, bit for bit, as `minimize`, where it
 /// calls the objective itself.
 #[test]
 fn ask_tell_runs_exactly_as_basin_calling_the_objective() {

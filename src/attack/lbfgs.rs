@@ -16,14 +16,13 @@
 //! (docs/attack.md, "Ask and tell"). On the CPU, [`Search::ask_with`] lets L-BFGS-B call the
 //! model itself and still hands back control after every iteration; [`attack`] drives it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::{check_input, metrics, outcome, Goal, Instant, Loss, LossAt, Outcome, Spent};
 use crate::grad::Evaluation;
 use crate::model::argmax;
 use crate::optim::asktell::{self, AskTell};
-use crate::optim::direct::{self, Direct};
 use crate::optim::lbfgsb::{self, Stop};
 use crate::{Classifier, Error, Result};
 
@@ -108,11 +107,13 @@ pub struct Search {
 pub type Evaluate = Rc<RefCell<dyn FnMut(&[f32]) -> Result<Evaluation>>>;
 
 enum Stage {
-    /// L-BFGS-B at the current c; `asked` is the point of an outstanding [`Ask::Gradient`].
-    Minimising { run: AskTell, asked: Option<Vec<f64>> },
-    /// L-BFGS-B at the current c calling the model itself ([`Search::ask_with`]): its successful
-    /// evaluations, and the first error the model returned (which ends the attack).
-    Direct { run: Direct<'static>, evaluations: Rc<Cell<usize>>, failure: Rc<RefCell<Option<Error>>> },
+    /// The L-BFGS-B run at the current c is to begin, at the next ask: by ask/tell ([`Search::ask`])
+    /// or calling the model itself ([`Search::ask_with`]).
+    Ready,
+    /// L-BFGS-B at the current c; `asked` is the point of an outstanding [`Ask::Gradient`];
+    /// `failure`, for a run that calls the model, the first error it returned (which ends the
+    /// attack).
+    Minimising { run: AskTell<'static>, asked: Option<Vec<f64>>, failure: Rc<RefCell<Option<Error>>> },
     /// The run at the current c ended at `adversarial`, whose class is asked for.
     Classifying { adversarial: Vec<f32> },
     Done(Result<Outcome>),
@@ -136,7 +137,6 @@ impl Search {
             ..Default::default()
         };
         let (schedule, c) = Schedule::new(options);
-        let run = AskTell::new(&x64, &vec![0.0; x.len()], &vec![1.0; x.len()], &lbfgs);
         Search {
             x: x.to_vec(),
             x64,
@@ -145,7 +145,7 @@ impl Search {
             schedule,
             c,
             iterations_before: 0,
-            stage: Stage::Minimising { run, asked: None },
+            stage: Stage::Ready,
             iterations: 0,
             gradient_evaluations: 0,
             best: None,
@@ -160,10 +160,26 @@ impl Search {
 
     /// What the search needs next. Until an evaluation is told, asking repeats it.
     pub fn ask(&mut self) -> Ask {
+        self.next(None)
+    }
+
+    /// What the search needs next when L-BFGS-B calls the model itself through `evaluate`
+    /// (the CPU): the run `ask`/`tell` would make, point for point, without stopping for answers.
+    /// Never [`Ask::Gradient`]: a [`Ask::Progress`] after every iteration, then [`Ask::Classify`]
+    /// for each run's end point, then [`Ask::Done`]. A run begun by `ask_with` calls the model
+    /// to its end.
+    pub fn ask_with(&mut self, evaluate: &Evaluate) -> Ask {
+        self.next(Some(evaluate))
+    }
+
+    fn next(&mut self, evaluate: Option<&Evaluate>) -> Ask {
         loop {
-            let (run, asked) = match &mut self.stage {
-                Stage::Minimising { run, asked } => (run, asked),
-                Stage::Direct { .. } => panic!("a search driven by ask_with is asked with ask_with"),
+            if matches!(self.stage, Stage::Ready) {
+                self.stage = self.run(evaluate);
+            }
+            let (run, asked, failure) = match &mut self.stage {
+                Stage::Ready => unreachable!("a run has just begun"),
+                Stage::Minimising { run, asked, failure } => (run, asked, failure),
                 Stage::Classifying { adversarial } => return Ask::Classify(adversarial.clone()),
                 Stage::Done(result) => return Ask::Done(result.clone()),
             };
@@ -176,13 +192,18 @@ impl Search {
                     *asked = Some(point);
                     return Ask::Gradient(image);
                 }
+                asktell::Ask::Iteration { .. } if failure.borrow().is_some() => run.cancel(),
                 asktell::Ask::Iteration { iteration, f, x } => {
                     self.iterations = self.iterations_before + iteration;
                     return Ask::Progress(Progress { c: self.c, iteration: self.iterations, loss: f, distortion: rms(&x, &self.x64) });
                 }
                 asktell::Ask::Done(result) => {
+                    let failed = failure.borrow_mut().take();
+                    self.gradient_evaluations += result.evaluations;
                     self.iterations = self.iterations_before + result.iterations;
-                    self.stage = if matches!(result.stop, Stop::Cancelled) {
+                    self.stage = if let Some(e) = failed {
+                        Stage::Done(Err(e))
+                    } else if matches!(result.stop, Stop::Cancelled) {
                         Stage::Done(Err(Error::Cancelled))
                     } else {
                         let adversarial = result.x.iter().map(|&v| v.clamp(0.0, 1.0) as f32).collect();
@@ -198,80 +219,39 @@ impl Search {
     /// # Panics
     /// If no [`Ask::Gradient`] is outstanding.
     pub fn tell(&mut self, evaluation: Evaluation) {
-        let Stage::Minimising { run, asked } = &mut self.stage else {
+        let Stage::Minimising { run, asked: asked @ Some(_), .. } = &mut self.stage else {
             panic!("tell answers an Ask::Gradient, and none is outstanding");
         };
-        let point = asked.take().expect("tell answers an Ask::Gradient, and none is outstanding");
-        self.gradient_evaluations += 1;
+        let point = asked.take().expect("matched as Some");
         let (value, gradient) = penalised(self.goal, self.c, &self.x64, &point, evaluation);
         run.tell(value, gradient);
     }
 
-    /// What the search needs next when L-BFGS-B calls the model itself through `evaluate`
-    /// (the CPU): the run `ask`/`tell` would make, point for point, without the ask/tell replays.
-    /// Never [`Ask::Gradient`]: a [`Ask::Progress`] after every iteration, then [`Ask::Classify`]
-    /// for each run's end point, then [`Ask::Done`]. A search is driven by `ask` or by
-    /// `ask_with`, not both.
-    pub fn ask_with(&mut self, evaluate: &Evaluate) -> Ask {
-        loop {
-            if matches!(self.stage, Stage::Minimising { asked: None, .. }) {
-                self.stage = self.direct(evaluate);
-            }
-            let (result, failed, counted) = match &mut self.stage {
-                Stage::Minimising { .. } => panic!("a search driven by ask is asked with ask"),
-                Stage::Direct { run, evaluations, failure } => match run.step() {
-                    direct::Step::Iteration { iteration, f, x } => {
-                        if failure.borrow().is_some() {
-                            run.cancel();
-                            continue;
-                        }
-                        self.iterations = self.iterations_before + iteration;
-                        return Ask::Progress(Progress { c: self.c, iteration: self.iterations, loss: f, distortion: rms(x, &self.x64) });
-                    }
-                    direct::Step::Done(result) => (result, failure.borrow_mut().take(), evaluations.get()),
-                },
-                Stage::Classifying { adversarial } => return Ask::Classify(adversarial.clone()),
-                Stage::Done(result) => return Ask::Done(result.clone()),
-            };
-            self.stage = if let Some(e) = failed {
-                Stage::Done(Err(e))
-            } else {
-                self.gradient_evaluations += counted;
-                self.iterations = self.iterations_before + result.iterations;
-                if matches!(result.stop, Stop::Cancelled) {
-                    Stage::Done(Err(Error::Cancelled))
-                } else {
-                    Stage::Classifying { adversarial: result.x.iter().map(|&v| v.clamp(0.0, 1.0) as f32).collect() }
-                }
-            };
-        }
-    }
-
-    /// The L-BFGS-B run at the current c, calling `evaluate` itself.
-    fn direct(&self, evaluate: &Evaluate) -> Stage {
+    /// The L-BFGS-B run at the current c: asking for each evaluation, or calling `evaluate`.
+    fn run(&self, evaluate: Option<&Evaluate>) -> Stage {
         let (goal, c, n) = (self.goal, self.c, self.x64.len());
-        let x64 = Rc::new(self.x64.clone());
-        let evaluations = Rc::new(Cell::new(0));
+        let (lower, upper) = (vec![0.0; n], vec![1.0; n]);
         let failure: Rc<RefCell<Option<Error>>> = Rc::default();
-        let (evaluate, counted, failed) = (Rc::clone(evaluate), Rc::clone(&evaluations), Rc::clone(&failure));
+        let Some(evaluate) = evaluate else {
+            return Stage::Minimising { run: AskTell::new(&self.x64, &lower, &upper, &self.lbfgs), asked: None, failure };
+        };
+        let x64 = Rc::new(self.x64.clone());
+        let (evaluate, failed) = (Rc::clone(evaluate), Rc::clone(&failure));
         let objective = move |point: &[f64]| {
             if failed.borrow().is_some() {
                 return (f64::NAN, vec![0.0; n]);
             }
             let result = (evaluate.borrow_mut())(&single(point));
             match result {
-                Ok(evaluation) => {
-                    counted.set(counted.get() + 1);
-                    penalised(goal, c, &x64, point, evaluation)
-                }
+                Ok(evaluation) => penalised(goal, c, &x64, point, evaluation),
                 Err(e) => {
                     *failed.borrow_mut() = Some(e);
                     (f64::NAN, vec![0.0; n])
                 }
             }
         };
-        let run = Direct::new(Box::new(objective), &self.x64, &vec![0.0; n], &vec![1.0; n], &self.lbfgs);
-        Stage::Direct { run, evaluations, failure }
+        let run = AskTell::calling(Box::new(objective), &self.x64, &lower, &upper, &self.lbfgs);
+        Stage::Minimising { run, asked: None, failure }
     }
 
     /// Answers [`Ask::Classify`] with the model's logits there.
@@ -296,9 +276,7 @@ impl Search {
             Some(c) => {
                 self.c = c;
                 self.iterations_before = self.iterations;
-                let n = self.x.len();
-                let run = AskTell::new(&self.x64, &vec![0.0; n], &vec![1.0; n], &self.lbfgs);
-                Stage::Minimising { run, asked: None }
+                Stage::Ready
             }
             None => Stage::Done(self.outcome()),
         };
@@ -310,7 +288,7 @@ impl Search {
     pub fn cancel(&mut self) {
         match &mut self.stage {
             Stage::Minimising { run, .. } => run.cancel(),
-            Stage::Direct { run, .. } => run.cancel(),
+            Stage::Ready => self.stage = Stage::Done(Err(Error::Cancelled)),
             Stage::Classifying { .. } => self.stage = Stage::Done(Err(Error::Cancelled)),
             Stage::Done(_) => {}
         }

@@ -1,19 +1,24 @@
-//! L-BFGS-B by reverse communication ("ask/tell"): it hands out the points it needs and is told their values later.
+//! The L-BFGS-B driver: it calls its objective ([`minimize`], [`AskTell::calling`]) or, by reverse communication ("ask/tell"), hands out the points it needs and is told their values later.
 //!
-//! The browser cannot block on a GPU readback, so the optimiser must not call the objective
-//! itself, as the Fortran L-BFGS-B's `task = 'FG'` protocol already arranges. basin, whose port
-//! of that code we use, calls its objective from inside an iteration instead. To turn it inside
-//! out without forking it, every iteration runs against a tape of the evaluations told so far:
-//! the first point the tape cannot answer aborts the iteration (the objective returns an error)
-//! and is asked for; once it is told, the iteration is rerun from an exact snapshot of the
-//! solver taken where it began, the tape answering every point already told. basin is
+//! The browser cannot block on a GPU readback, so there the optimiser must not call the
+//! objective itself, as the Fortran L-BFGS-B's `task = 'FG'` protocol already arranges. basin,
+//! whose port of that code we use, calls its objective from inside an iteration instead. To turn
+//! it inside out without forking it, every iteration runs against a tape of the evaluations told
+//! so far: the first point the tape cannot answer aborts the iteration (the objective returns an
+//! error) and is asked for; once it is told, the iteration is rerun from an exact snapshot of
+//! the solver taken where it began, the tape answering every point already told. basin is
 //! deterministic, so each rerun takes the same path (checked, point by point) one evaluation
 //! further. The solver is not `Clone`, but basin's `serde` feature serialises its exact
 //! checkpoints; postcard writes each f64 as its eight bytes, so a snapshot restores bit for bit.
 //! An iteration that needs k evaluations runs basin's own arithmetic k + 1 times, and encodes
 //! one snapshot and decodes k; the objective is evaluated once per point.
+//!
+//! A caller that can answer at once (the CPU) gives the objective instead: each iteration then
+//! calls it where basin needs it, with no snapshot and no rerun, and still hands back control
+//! after every iteration (a worker lets its event loop run there, so that a cancel can arrive).
+//! Both ways make the same runs, point for point (tests/lbfgsb.rs checks it bit for bit).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
@@ -25,6 +30,43 @@ use basin::{
 
 use super::lbfgsb::{clamp, outcome_at, start, stop_reason, Options, Outcome, Stop};
 
+/// The objective an optimiser that calls it is given: the value and the gradient at a point of
+/// the box.
+pub type Objective<'a> = Box<dyn FnMut(&[f64]) -> (f64, Vec<f64>) + 'a>;
+
+/// Minimise `f` over the box `lower <= x <= upper` from `x0` (projected into the box first):
+/// [`AskTell::calling`] asked to the end.
+///
+/// `f` returns the value and the gradient at a point; it is only ever called at points inside
+/// the box. Bounds may be infinite. `progress` is called after each completed iteration with
+/// (iteration, f, &x) and returns `false` to stop with [`Stop::Cancelled`].
+///
+/// # Panics
+/// If `x0`, `lower` and `upper` differ in length, a lower bound exceeds its upper bound or is
+/// NaN, `options.memory` is zero, or `f` returns a gradient of the wrong length (the backend's
+/// own validation of the box panics too, should it find something these checks let through).
+pub fn minimize(
+    f: impl FnMut(&[f64]) -> (f64, Vec<f64>),
+    x0: &[f64],
+    lower: &[f64],
+    upper: &[f64],
+    options: &Options,
+    mut progress: impl FnMut(usize, f64, &[f64]) -> bool,
+) -> Outcome {
+    let mut run = AskTell::calling(Box::new(f), x0, lower, upper, options);
+    loop {
+        match run.ask() {
+            Ask::Iteration { iteration, f, x } => {
+                if !progress(iteration, f, &x) {
+                    run.cancel();
+                }
+            }
+            Ask::Done(outcome) => return outcome,
+            Ask::Evaluate(_) => unreachable!("an optimiser that calls its objective asks for no evaluation"),
+        }
+    }
+}
+
 type Solver = Lbfgsb<Vec<f64>>;
 type Snapshot = ExactCheckpoint<Solver, FirstOrderState<Vec<f64>>>;
 
@@ -34,7 +76,7 @@ pub enum Ask {
     /// The objective and its gradient at this point, which lies inside the box: answer with
     /// [`AskTell::tell`].
     Evaluate(Vec<f64>),
-    /// An iteration has completed at `x`, with value `f` ([`crate::optim::minimize`]'s progress
+    /// An iteration has completed at `x`, with value `f` ([`minimize`]'s progress
     /// report); [`AskTell::cancel`] now stops the run there.
     Iteration {
         iteration: usize,
@@ -46,7 +88,7 @@ pub enum Ask {
 }
 
 /// Box-constrained L-BFGS-B that asks for evaluations instead of calling an objective; the same
-/// iterates, counts and stops as [`crate::optim::minimize`], which drives it.
+/// iterates, counts and stops as [`minimize`], which drives it calling its objective.
 ///
 /// ```
 /// use blindspot::optim::{asktell::{Ask, AskTell}, Options};
@@ -63,13 +105,15 @@ pub enum Ask {
 /// };
 /// assert!(outcome.stop.is_converged() && outcome.f < 1e-12);
 /// ```
-pub struct AskTell {
+pub struct AskTell<'a> {
     lower: Rc<Vec<f64>>,
     upper: Rc<Vec<f64>>,
     options: Options,
     tape: Rc<RefCell<Tape>>,
+    /// The objective, when the optimiser calls it itself ([`AskTell::calling`]).
+    objective: Option<Rc<RefCell<Objective<'a>>>>,
     stage: Stage,
-    evaluations: usize,
+    evaluations: Rc<Cell<usize>>,
     cancelled: bool,
     /// The last snapshot's buffer, reused so that encoding never grows a vector.
     spare: Vec<u8>,
@@ -89,25 +133,37 @@ enum Stage {
     Moving,
 }
 
-impl AskTell {
+impl<'a> AskTell<'a> {
     /// Minimise over the box `lower <= x <= upper` from `x0` (projected into the box first).
     /// Bounds may be infinite.
     ///
     /// # Panics
     /// If `x0`, `lower` and `upper` differ in length, a lower bound exceeds its upper bound or is
     /// NaN, or `options.memory` is zero.
-    pub fn new(x0: &[f64], lower: &[f64], upper: &[f64], options: &Options) -> AskTell {
+    pub fn new(x0: &[f64], lower: &[f64], upper: &[f64], options: &Options) -> AskTell<'a> {
         let x0 = start(x0, lower, upper, options);
         AskTell {
             lower: Rc::new(lower.to_vec()),
             upper: Rc::new(upper.to_vec()),
             options: options.clone(),
             tape: Rc::default(),
+            objective: None,
             stage: Stage::Start(x0),
-            evaluations: 0,
+            evaluations: Rc::default(),
             cancelled: false,
             spare: Vec::new(),
         }
+    }
+
+    /// The same run calling `objective` itself wherever it needs a value: never
+    /// [`Ask::Evaluate`], and no iteration is ever rerun (the fast path for a caller that can
+    /// answer at once, the CPU). `objective` is only ever called at points inside the box.
+    ///
+    /// # Panics
+    /// As [`new`](Self::new); and at an evaluation if `objective` returns a gradient of the
+    /// wrong length.
+    pub fn calling(objective: Objective<'a>, x0: &[f64], lower: &[f64], upper: &[f64], options: &Options) -> AskTell<'a> {
+        AskTell { objective: Some(Rc::new(RefCell::new(objective))), ..AskTell::new(x0, lower, upper, options) }
     }
 
     /// What the optimiser needs next. Until an [`Ask::Evaluate`] is told, asking repeats it.
@@ -128,7 +184,7 @@ impl AskTell {
                         x: x0,
                         f: f64::NAN,
                         iterations: 0,
-                        evaluations: self.evaluations,
+                        evaluations: self.evaluations.get(),
                         stop: Stop::Cancelled,
                         projected_gradient_norm: f64::NAN,
                     })
@@ -155,7 +211,7 @@ impl AskTell {
                         Some(Stop::Cancelled)
                     } else if snapshot.state().iter() as usize >= self.options.max_iterations {
                         Some(Stop::MaxIterations)
-                    } else if self.evaluations >= self.options.max_evaluations {
+                    } else if self.evaluations.get() >= self.options.max_evaluations {
                         Some(Stop::MaxEvaluations)
                     } else {
                         None
@@ -163,9 +219,12 @@ impl AskTell {
                     match stop {
                         Some(stop) => self.stage = Stage::Done(self.outcome(&snapshot, stop)),
                         None => {
-                            let spare = std::mem::take(&mut self.spare);
-                            let bytes = postcard::to_extend(&*snapshot, spare)
-                                .expect("an L-BFGS-B snapshot serialises");
+                            // an iteration that can stop half-way for an answer needs its start
+                            // kept; one that calls its objective runs through
+                            let bytes = self.objective.is_none().then(|| {
+                                let spare = std::mem::take(&mut self.spare);
+                                postcard::to_extend(&*snapshot, spare).expect("an L-BFGS-B snapshot serialises")
+                            });
                             if let Some(ask) = self.step(*snapshot, bytes) {
                                 return ask;
                             }
@@ -178,7 +237,7 @@ impl AskTell {
                     if self.cancelled {
                         self.tape.borrow_mut().clear();
                         self.stage = Stage::Done(self.outcome(&snapshot, Stop::Cancelled));
-                    } else if let Some(ask) = self.step(snapshot, bytes) {
+                    } else if let Some(ask) = self.step(snapshot, Some(bytes)) {
                         return ask;
                     }
                 }
@@ -216,7 +275,7 @@ impl AskTell {
             "the objective returned a gradient of the wrong length"
         );
         tape.told.push(Told { x, f, gradient });
-        self.evaluations += 1;
+        self.evaluations.set(self.evaluations.get() + 1);
     }
 
     /// Stops the run at its last completed iterate: the next [`ask`](Self::ask) gives
@@ -225,14 +284,16 @@ impl AskTell {
         self.cancelled = true;
     }
 
-    /// Objective evaluations told so far.
+    /// Objective evaluations so far (told, or made by the objective it calls).
     pub fn evaluations(&self) -> usize {
-        self.evaluations
+        self.evaluations.get()
     }
 
-    fn problem(&self) -> Replay {
+    fn problem(&self) -> Replay<'a> {
         Replay {
             tape: Rc::clone(&self.tape),
+            objective: self.objective.clone(),
+            evaluations: Rc::clone(&self.evaluations),
             lower: Rc::clone(&self.lower),
             upper: Rc::clone(&self.upper),
         }
@@ -246,9 +307,10 @@ impl AskTell {
             .with_relative_cost_reduction_tolerance(factr)
     }
 
-    /// Runs (or reruns) the iteration that begins at `snapshot`, whose serialised copy is `bytes`.
-    /// Returns the iteration's report when it completes one; otherwise the stage says what next.
-    fn step(&mut self, snapshot: Snapshot, bytes: Vec<u8>) -> Option<Ask> {
+    /// Runs (or reruns) the iteration that begins at `snapshot`, whose serialised copy is `bytes`
+    /// (None when the objective is called: the iteration cannot stop half-way). Returns the
+    /// iteration's report when it completes one; otherwise the stage says what next.
+    fn step(&mut self, snapshot: Snapshot, bytes: Option<Vec<u8>>) -> Option<Ask> {
         let before = snapshot.state().iter();
         self.tape.borrow_mut().rewind();
         let mut stepper = Executor::resume_from_checkpoint(self.problem(), snapshot)
@@ -259,13 +321,15 @@ impl AskTell {
             Ok(outcome) => outcome,
             Err(error) => {
                 self.expect_unanswered(error);
-                self.stage = Stage::Within(bytes);
+                self.stage = Stage::Within(bytes.expect("an iteration that calls its objective needs no answer"));
                 return None;
             }
         };
         self.tape.borrow_mut().clear();
-        self.spare = bytes;
-        self.spare.clear();
+        if let Some(mut bytes) = bytes {
+            bytes.clear();
+            self.spare = bytes;
+        }
         let stop = match outcome {
             StepOutcome::Continue => None,
             StepOutcome::Stopped(report) => Some(stop_reason(report.termination)),
@@ -298,11 +362,11 @@ impl AskTell {
     }
 
     fn outcome(&self, snapshot: &Snapshot, stop: Stop) -> Outcome {
-        outcome_at(snapshot.state(), &self.lower, &self.upper, self.evaluations, stop)
+        outcome_at(snapshot.state(), &self.lower, &self.upper, self.evaluations.get(), stop)
     }
 }
 
-fn checkpoint(stepper: basin::Stepper<Replay, FirstOrderState<Vec<f64>>, Solver>) -> Snapshot {
+fn checkpoint(stepper: basin::Stepper<Replay<'_>, FirstOrderState<Vec<f64>>, Solver>) -> Snapshot {
     stepper
         .into_checkpoint()
         .expect("a stepper that has not failed has a checkpoint")
@@ -363,37 +427,44 @@ impl fmt::Display for Unanswered {
     }
 }
 
-/// The objective as basin sees it: answers from the tape, at points clamped into the box.
-struct Replay {
+/// The objective as basin sees it, at points clamped into the box: the objective called, or
+/// answers from the tape.
+struct Replay<'a> {
     tape: Rc<RefCell<Tape>>,
+    objective: Option<Rc<RefCell<Objective<'a>>>>,
+    evaluations: Rc<Cell<usize>>,
     lower: Rc<Vec<f64>>,
     upper: Rc<Vec<f64>>,
 }
 
-impl Replay {
+impl Replay<'_> {
     fn evaluate(&self, x: &[f64]) -> Result<(f64, Vec<f64>), Unanswered> {
         let (lower, upper) = (&self.lower, &self.upper);
-        let mut tape = self.tape.borrow_mut();
-        if (0..x.len()).all(|i| x[i] >= lower[i] && x[i] <= upper[i]) {
-            tape.answer(x)
+        let inside = (0..x.len()).all(|i| x[i] >= lower[i] && x[i] <= upper[i]);
+        // The line search forms x + stp d, which can round a last bit past a bound.
+        let clamped: Vec<f64>;
+        let x = if inside {
+            x
         } else {
-            // The line search forms x + stp d, which can round a last bit past a bound.
-            let inside: Vec<f64> = (0..x.len())
-                .map(|i| clamp(x[i], lower[i], upper[i]))
-                .collect();
-            tape.answer(&inside)
-        }
+            clamped = (0..x.len()).map(|i| clamp(x[i], lower[i], upper[i])).collect();
+            &clamped
+        };
+        let Some(objective) = &self.objective else { return self.tape.borrow_mut().answer(x) };
+        self.evaluations.set(self.evaluations.get() + 1);
+        let (f, gradient) = (objective.borrow_mut())(x);
+        assert_eq!(gradient.len(), x.len(), "the objective returned a gradient of the wrong length");
+        Ok((f, gradient))
     }
 }
 
-impl Constraints for Replay {
+impl Constraints for Replay<'_> {
     type Set = ConstraintSet<BoxBounds<Vec<f64>>>;
     fn constraints(&self) -> <Self::Set as ConstraintDescription>::Borrowed<'_> {
         ConstraintSet::new().with_bounds(BoxBounds::new(Some(&*self.lower), Some(&*self.upper)))
     }
 }
 
-impl CostFunction for Replay {
+impl CostFunction for Replay<'_> {
     type Param = Vec<f64>;
     type Output = f64;
     type Error = Unanswered;
@@ -402,7 +473,7 @@ impl CostFunction for Replay {
     }
 }
 
-impl Gradient for Replay {
+impl Gradient for Replay<'_> {
     type Gradient = Vec<f64>;
     fn gradient(&self, x: &Vec<f64>) -> Result<Vec<f64>, Unanswered> {
         Ok(self.evaluate(x)?.1)

@@ -1,4 +1,4 @@
-//! Box-constrained L-BFGS-B (Byrd, Lu, Nocedal & Zhu): the options, outcomes and stops both drivers share, over the pinned `basin` port of L-BFGS-B 3.0.
+//! Box-constrained L-BFGS-B (Byrd, Lu, Nocedal & Zhu): the options, outcomes and stops of the driver, over the pinned `basin` port of L-BFGS-B 3.0.
 //!
 //! The algorithm is the one behind scipy's `fmin_l_bfgs_b`: at each iteration the generalised
 //! Cauchy point along the projected-gradient path fixes the active set, a subspace minimisation
@@ -12,9 +12,9 @@
 //! against the reference; `tests/lbfgsb.rs` checks this wrapper against scipy
 //! (`tools/lbfgsb_reference.py`): same optima, same iteration and evaluation counts. This module
 //! only adapts the interface: scipy's stopping parameters, evaluations clamped into the box, and
-//! a per-iteration progress callback that can cancel. [`super::minimize`] ([`super::direct`]) takes the objective as a
-//! closure that basin calls from inside its iterations; [`super::asktell`] makes the same runs
-//! by ask/tell for callers that cannot answer at once (a GPU in the browser).
+//! a per-iteration progress report that can cancel. The one driver, [`super::asktell`], calls
+//! the objective itself ([`super::minimize`], the CPU) or asks for each value and is told it
+//! later (a GPU in the browser).
 
 use basin::{ConvergenceTest, FirstOrderState, GradientState, NumericalFailure, State, Termination};
 

@@ -1,9 +1,8 @@
-//! Numerical optimisers for the attacks: bound-constrained L-BFGS-B (types and stops in [`lbfgsb`]), called directly (see [`direct`]) or by ask/tell (see [`asktell`]).
+//! Numerical optimisers for the attacks: bound-constrained L-BFGS-B, one driver ([`asktell`])
+//! that calls its objective or asks for each value, over the types and stops of [`lbfgsb`].
 
 pub mod asktell;
-pub mod direct;
 pub mod lbfgsb;
 
-pub use asktell::{Ask, AskTell};
-pub use direct::{minimize, Direct};
+pub use asktell::{minimize, Ask, AskTell, Objective};
 pub use lbfgsb::{projected_gradient_norm, Convergence, Options, Outcome, Stop};
