@@ -92,13 +92,15 @@ pub fn average_distortion(
 
 /// The fraction of `images` (with their true `labels`) that `model` misclassifies.
 pub fn error_rate(model: &Classifier, images: &[Vec<f32>], labels: &[usize]) -> Result<f64> {
-    let mut wrong = 0;
-    for (x, &y) in images.iter().zip(labels) {
-        if model.classify(x)?.label != y {
-            wrong += 1;
-        }
-    }
-    Ok(wrong as f64 / images.len().max(1) as f64)
+    Ok(errors(model, images, labels)?.0)
+}
+
+/// The fraction of `images` (with their true `labels`) that `model` misclassifies, and its
+/// answer for each.
+pub fn errors(model: &Classifier, images: &[Vec<f32>], labels: &[usize]) -> Result<(f64, Vec<usize>)> {
+    let answers = images.iter().map(|x| Ok(model.classify(x)?.label)).collect::<Result<Vec<usize>>>()?;
+    let wrong = answers.iter().zip(labels).filter(|(a, y)| a != y).count();
+    Ok((wrong as f64 / images.len().max(1) as f64, answers))
 }
 
 /// x plus Gaussian noise of standard deviation `stddev`, clipped to [0,1], for each digit.

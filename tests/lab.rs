@@ -216,6 +216,16 @@ fn gradients_and_the_stateless_requests_answer_what_the_core_answers() {
     let direct = blindspot::attack::baselines::fgsm(&model, &x, Goal::Untargeted { label }, 0.2).unwrap();
     assert_eq!(fgsm["distortion"].as_f64().unwrap(), direct.distortion);
     assert!(fgsm.get("backend").is_none());
+    // a transfer cell: the digits themselves and the FGSM example, with their true labels
+    let images = vec![x0.clone(), x1.clone(), direct.adversarial.clone()];
+    let truth = vec![digits.labels[0] as usize, digits.labels[1] as usize, label];
+    let answers: Vec<usize> = images.iter().map(|x| model.classify(x).unwrap().label).collect();
+    let wrong = answers.iter().zip(&truth).filter(|(a, t)| a != t).count();
+    assert!(wrong >= 1, "the FGSM example at 0.2 fools the model: {answers:?} for {truth:?}");
+    let cell = ask(&lab, 7, "transfer", json!({ "key": "m", "images": images, "labels": truth })).unwrap();
+    assert_eq!(cell, json!({ "errorRate": wrong as f64 / 3.0, "labels": answers }));
+    let short = ask(&lab, 8, "transfer", json!({ "key": "m", "images": [x0], "labels": [] })).unwrap_err();
+    assert_eq!(short.to_string(), "bad input: 0 labels for 1 images");
 }
 
 #[test]

@@ -86,12 +86,18 @@ async function attacksFor(id, n, progress, token) {
   return attacks;
 }
 
-/** The fraction of `images` that model `id` does not give their true `labels`. */
+/** The fraction of `images` that model `id` does not give their true `labels` (the core's
+ * `transfer`, in one slice per worker of the pool). */
 async function errorRate(id, images, labels, token) {
   await ensure(id, token);
   token.check();
-  const results = await Promise.all(images.map((x) => tour.lab.call('classify', { key: id, pixels: x }, { spread: true })));
-  return results.filter((r, k) => r.label !== labels[k]).length / Math.max(1, images.length);
+  const size = Math.ceil(images.length / tour.lab.parallel);
+  const slices = [];
+  for (let at = 0; at < images.length; at += size) slices.push([at, Math.min(images.length, at + size)]);
+  const cells = await Promise.all(slices.map(([from, to]) => tour.lab.call('transfer',
+    { key: id, images: images.slice(from, to), labels: Array.from(labels.slice(from, to)) }, { spread: true })));
+  // the slices' rates weighted by their sizes: the rate over all images
+  return cells.reduce((sum, cell, k) => sum + cell.errorRate * (slices[k][1] - slices[k][0]), 0) / Math.max(1, images.length);
 }
 
 // ---------------------------------------------------------------------------------------------

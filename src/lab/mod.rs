@@ -244,6 +244,13 @@ impl Lab {
                 }
                 Response::Numbers(originals.iter().zip(&images).map(|(x, y)| crate::attack::metrics::distortion(x, y)).collect())
             }
+            R::Transfer { key, images, labels } => {
+                if images.len() != labels.len() {
+                    return Err(Error::Input(format!("{} labels for {} images", labels.len(), images.len())));
+                }
+                let (error_rate, labels) = crate::paper::errors(&self.entry(&key)?.classifier, &images, &labels)?;
+                Response::Transfer(protocol::Transfer { error_rate, labels })
+            }
             R::PaperNoise { images, stddevs, seed } => {
                 // one seeded stream, stddev by stddev, as `blindspot table2` and `table3` draw it
                 let mut rng = crate::rng::Rng(seed);

@@ -91,6 +91,9 @@ pub enum Request {
     Amplified { originals: Vec<Vec<f32>>, adversarials: Vec<Vec<f32>>, to: f64 },
     /// The paper's distortion, sqrt(mean (image - original)^2), of each image from its original.
     Distortion { originals: Vec<Vec<f32>>, images: Vec<Vec<f32>> },
+    /// Images (adversarial examples made for another model, noisy digits) fed to model `key`:
+    /// the fraction it does not give their true `labels`, and its answer for each (Tables 2-4).
+    Transfer { key: String, images: Vec<Vec<f32>>, labels: Vec<usize> },
     /// Clipped Gaussian noise of each stddev on `images`, from one seeded stream (Table 2).
     PaperNoise {
         images: Vec<Vec<f32>>,
@@ -251,6 +254,7 @@ pub enum Response {
     NoiseRows(Vec<Vec<Vec<f32>>>),
     Classes(Vec<usize>),
     Numbers(Vec<f64>),
+    Transfer(Transfer),
     Suggestion(Suggestion),
     Lipschitz(Lipschitz),
     Tensors(Vec<Tensor>),
@@ -269,6 +273,15 @@ pub struct Loaded {
     pub output: String,
     #[serde(flatten)]
     pub status: Status,
+}
+
+/// A model's errors on images made elsewhere: one cell of Tables 2-4.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transfer {
+    pub error_rate: f64,
+    /// The model's answer for each image.
+    pub labels: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
