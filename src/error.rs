@@ -21,6 +21,27 @@ pub enum Error {
     Run(String),
     /// The caller cancelled a long computation.
     Cancelled,
+    /// Any of these, about the file at this path (the CLI names the file it read).
+    File(String, Box<Error>),
+}
+
+impl Error {
+    /// What went wrong without the kind in front ("cannot use this model: ", "bad input: "), for a
+    /// message that says its own context (a fallback's reason).
+    pub fn detail(&self) -> String {
+        match self {
+            Error::NotOnnx(why) | Error::Model(why) | Error::Input(why) | Error::Data(why) | Error::Run(why) => why.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// This error as one about the file at `path`.
+    pub fn in_file(self, path: &str) -> Error {
+        match self {
+            Error::File(..) => self,
+            other => Error::File(path.to_string(), Box::new(other)),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -28,12 +49,21 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NotOnnx(why) => write!(f, "not a readable ONNX model: {why}"),
+            Error::NotOnnx(why) => write!(
+                f,
+                "not a readable ONNX model: {why}; blindspot reads .onnx files (torch.onnx.export, tf2onnx and skl2onnx \
+                 write them): if this is one, it is damaged or cut short, so export or download it again"
+            ),
             Error::UnsupportedOps(ops) => {
                 write!(f, "the model uses operators blindspot cannot run: ")?;
                 let list: Vec<String> =
                     ops.iter().map(|(op, node)| format!("{op} (node \"{node}\")")).collect();
-                write!(f, "{}", list.join(", "))
+                write!(
+                    f,
+                    "{}; re-export the model with these written as standard ONNX ops tract 0.23.9 runs (a custom op, or \
+                     one newer than tract knows, has to be decomposed; docs/gradients.md lists the ops blindspot handles)",
+                    list.join(", ")
+                )
             }
             Error::NoGradient(ops) => {
                 write!(f, "blindspot has no gradient rule for: ")?;
@@ -51,11 +81,21 @@ impl fmt::Display for Error {
             Error::Data(why) => write!(f, "cannot read data: {why}"),
             Error::Run(why) => write!(f, "evaluation failed: {why}"),
             Error::Cancelled => write!(f, "cancelled"),
+            Error::File(path, error) => write!(f, "{path}: {error}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// tract failed running a graph it had accepted: its reason, and what to try.
+pub(crate) fn run_failed(e: &tract_onnx::prelude::TractError) -> Error {
+    Error::Run(format!(
+        "{}; tract accepted the graph but failed running it: re-export it with opset 13 or later and constant \
+         folding (onnx-simplifier), and if it still fails, report the model to blindspot",
+        chain(e)
+    ))
+}
 
 /// The whole context chain of a tract error on one line, outermost first.
 pub(crate) fn chain(e: &tract_onnx::prelude::TractError) -> String {

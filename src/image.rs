@@ -11,6 +11,10 @@ pub fn unit_pixels(bytes: &[u8]) -> Vec<f32> {
 pub fn mnist_like(pixels: &[f32], w: usize, h: usize) -> Vec<f32> {
     const SIDE: usize = 28;
     const FIT: f64 = 20.0;
+    let mut out = vec![0f32; SIDE * SIDE];
+    if pixels.len() != w * h {
+        return out;
+    }
     let ink = |x: usize, y: usize| pixels[y * w + x] > 0.05;
     let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
     for y in 0..h {
@@ -20,8 +24,7 @@ pub fn mnist_like(pixels: &[f32], w: usize, h: usize) -> Vec<f32> {
             }
         }
     }
-    let mut out = vec![0f32; SIDE * SIDE];
-    if x0 >= x1 || pixels.len() != w * h {
+    if x0 >= x1 {
         return out;
     }
     let (bw, bh) = ((x1 - x0) as f64, (y1 - y0) as f64);

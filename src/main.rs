@@ -165,22 +165,31 @@ fn read(path: &str) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::Data(format!("{path}: {e}")))
 }
 
+/// The model file at `path` as the file declares it; a refusal names the file.
+fn load_file(path: &str, shape: Option<&[usize]>) -> Result<Classifier> {
+    Classifier::load(&read(path)?, shape).map_err(|e| e.in_file(path))
+}
+
 const PREPROCESSING: [&str; 5] = ["layout", "channels", "range", "mean", "std"];
 
 /// The model as the flags declare its preprocessing; exactly the file's input without them.
 fn load_model(args: &Args, path: &str, shape: Option<&[usize]>) -> Result<Classifier> {
     let bytes = read(path)?;
+    load_declared(args, &bytes, shape).map_err(|e| e.in_file(path))
+}
+
+fn load_declared(args: &Args, bytes: &[u8], shape: Option<&[usize]>) -> Result<Classifier> {
     let given: Vec<(&str, &str)> =
         PREPROCESSING.iter().filter_map(|k| args.option(k).map(|v| (*k, v))).collect();
     if given.is_empty() {
-        return Classifier::load(&bytes, shape);
+        return Classifier::load(bytes, shape);
     }
     // the file's own suggestion (layout from the shape, Windows ML metadata), then the flags
-    let mut pre = blindspot::preprocess::Preprocessing::suggested(&blindspot::model::decode(&bytes)?)?;
+    let mut pre = blindspot::preprocess::Preprocessing::suggested(&blindspot::model::decode(bytes)?)?;
     for (key, value) in given {
         pre.set(key, value)?;
     }
-    Classifier::load_with(&bytes, shape, &pre)
+    Classifier::load_with(bytes, shape, &pre)
 }
 
 fn known<'a>(own: &[&'a str]) -> Vec<&'a str> {
@@ -367,7 +376,7 @@ fn table1(args: &Args) -> Result<()> {
     for id in &wanted {
         let m = models.iter().find(|m| m["id"] == id.as_str())
             .ok_or_else(|| Error::Input(format!("no model \"{id}\" in models/models.json")))?;
-        let model = Classifier::load(&read(&format!("models/{}", m["file"].as_str().unwrap_or_default()))?, None)?;
+        let model = load_file(&format!("models/{}", m["file"].as_str().unwrap_or_default()), None)?;
         let row = blindspot::paper::average_distortion(&model, &pack, n, seed, &options, threads)?;
         for a in &row.attacks {
             csv.push_str(&format!("{id},{},{},{},{},{}\n", a.digit, a.label, a.target, a.success, a.distortion));
@@ -398,7 +407,7 @@ fn load_by_id(models: &[serde_json::Value], id: &str) -> Result<(Classifier, ser
         .iter()
         .find(|m| m["id"] == id)
         .ok_or_else(|| Error::Input(format!("no model \"{id}\" in models/models.json")))?;
-    let model = Classifier::load(&read(&format!("models/{}", m["file"].as_str().unwrap_or_default()))?, None)?;
+    let model = load_file(&format!("models/{}", m["file"].as_str().unwrap_or_default()), None)?;
     Ok((model, m.clone()))
 }
 
@@ -495,7 +504,7 @@ fn units(args: &Args) -> Result<()> {
     let [model_path] = args.positional.as_slice() else {
         return Err(Error::Input(format!("units needs MODEL\n\n{USAGE}")));
     };
-    let model = Classifier::load(&read(model_path)?, None)?;
+    let model = load_file(model_path, None)?;
     let Some(tensor) = args.option("tensor") else {
         for t in units::named_tensors(&model) {
             println!("{}", serde_json::json!({ "name": t.name, "shape": t.shape }));
@@ -534,7 +543,7 @@ fn lipschitz(args: &Args) -> Result<()> {
     let [model_path] = args.positional.as_slice() else {
         return Err(Error::Input(format!("lipschitz needs MODEL\n\n{USAGE}")));
     };
-    let model = Classifier::load(&read(model_path)?, None)?;
+    let model = load_file(model_path, None)?;
     print!("{}", blindspot::spectral::lipschitz(&model)?.markdown());
     Ok(())
 }
@@ -545,7 +554,7 @@ fn serve_loss(args: &Args) -> Result<()> {
     let [model_path] = args.positional.as_slice() else {
         return Err(Error::Input(format!("serve-loss needs MODEL\n\n{USAGE}")));
     };
-    let model = Classifier::load(&read(model_path)?, None)?;
+    let model = load_file(model_path, None)?;
     let n = model.image_len();
     let (mut stdin, mut stdout) = (std::io::stdin().lock(), std::io::stdout().lock());
     let mut losses: std::collections::HashMap<usize, blindspot::attack::Loss> = Default::default();
@@ -591,7 +600,7 @@ fn bench(args: &Args) -> Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut refused = vec![];
     for (name, path) in models {
-        let model = Classifier::load(&read(&path)?, None)?;
+        let model = load_file(&path, None)?;
         let params = parameter_count(&model);
         let input: Vec<f32> = (0..model.image_len()).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
         let t = blindspot::bench::measure(&model, &input, time)?;
@@ -643,8 +652,7 @@ fn load_image(path: &str, expected: usize, channels: usize) -> Result<Vec<f32>> 
     let pixels = if lower.ends_with(".npy") {
         read_npy(path)?
     } else if lower.ends_with(".png") {
-        let (w, h, pixels) = blindspot::image::decode_png(&read(path)?, channels)
-            .map_err(|e| Error::Data(format!("{path}: {e}")))?;
+        let (w, h, pixels) = blindspot::image::decode_png(&read(path)?, channels).map_err(|e| e.in_file(path))?;
         if w * h * channels != expected {
             return Err(Error::Input(format!(
                 "{path} is {w}x{h}; the model takes {expected} pixels (resize it first)"

@@ -131,7 +131,9 @@ fn wrap_pads(graph: &mut pb::GraphProto) -> Result<Vec<Wrap>> {
             return Err(refuse("negative pads or axes (a crop) are not rewritten; export the crop as a Slice"));
         }
         let base = if n.name.is_empty() { format!("pad{index}") } else { n.name.clone() };
-        let (input, output) = (n.input[0].clone(), n.output[0].clone());
+        let (Some(input), Some(output)) = (n.input.first().cloned(), n.output.first().cloned()) else {
+            return Err(refuse("it has no data input or no output; re-export the model (onnx.checker finds such nodes)"));
+        };
         let mut nodes = vec![];
         let mut concats = vec![];
         let mut current = input;

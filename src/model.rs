@@ -22,6 +22,8 @@ pub struct Classifier {
     classes: usize,
     /// What the graph's output is and which op made it (see [`crate::output`]).
     output: Output,
+    /// Every ONNX node's name and op type, to name refused ops as the file has them.
+    sources: Arc<Vec<(String, String)>>,
 }
 
 /// What a classifier says about one input.
@@ -47,12 +49,12 @@ impl Classifier {
     }
 
     fn load_unguarded(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preprocessing>) -> Result<Classifier> {
-        let (mut typed, shape) = typed_graph(bytes, input_shape, pre)?;
+        let (mut typed, shape, sources) = typed_graph(bytes, input_shape, pre)?;
         let chosen = output::choose(&typed, shape[0])?;
         classes_of(&typed, chosen, shape[0])?;
         let (output, logits) = output::read(&typed, chosen, shape[0])?;
         typed.select_output_outlets(&[logits]).map_err(|e| Error::Model(chain(&e)))?;
-        let classifier = Classifier::finish(typed, shape.clone(), output)?;
+        let classifier = Classifier::finish(typed, shape.clone(), output, Arc::new(sources))?;
         if classifier.output.kind != OutputKind::Logits || !classifier.probes_as_probabilities()? {
             return Ok(classifier);
         }
@@ -62,11 +64,11 @@ impl Classifier {
         let logits = output::wire_log(&mut typed, p).map_err(|e| Error::Model(chain(&e)))?;
         typed.select_output_outlets(&[logits]).map_err(|e| Error::Model(chain(&e)))?;
         let output = Output { kind: OutputKind::ProbabilitiesByValue, ..classifier.output };
-        Classifier::finish(typed, shape, output)
+        Classifier::finish(typed, shape, output, classifier.sources)
     }
 
     /// Declutters and optimises a typed graph whose only output is the logits.
-    fn finish(typed: TypedModel, shape: Vec<usize>, output: Output) -> Result<Classifier> {
+    fn finish(typed: TypedModel, shape: Vec<usize>, output: Output, sources: Arc<Vec<(String, String)>>) -> Result<Classifier> {
         let decluttered =
             typed.clone().into_decluttered().map_err(|e| {
                 Error::Model(format!(
@@ -82,7 +84,7 @@ impl Classifier {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| Error::Model(format!("optimising: {}", chain(&e))))?;
-        Ok(Classifier { typed, decluttered, plan, input_shape: shape, classes, output })
+        Ok(Classifier { typed, decluttered, plan, input_shape: shape, classes, output, sources })
     }
 
     /// Whether raw outputs at two fixed inputs (mid-grey, and a seeded pattern in [0,1]) are
@@ -148,6 +150,27 @@ impl Classifier {
             }
             _ => crate::grad::GradientModel::build(&self.decluttered, objective),
         })
+        .map_err(|e| match e {
+            Error::NoGradient(ops) => Error::NoGradient(ops.into_iter().map(|(op, node)| (self.as_in_file(op, &node), node)).collect()),
+            other => other,
+        })
+    }
+
+    /// `op` (tract's name for the op of the simplified graph's node `node`) as the file names it:
+    /// the ONNX op of the node it came from (the longest ONNX node name `node` starts with, whole
+    /// or before a `.`), with tract's name beside it where the two differ.
+    fn as_in_file(&self, op: String, node: &str) -> String {
+        let source = self
+            .sources
+            .iter()
+            .filter(|(name, _)| {
+                !name.is_empty() && node.strip_prefix(name.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+            })
+            .max_by_key(|(name, _)| name.len());
+        match source {
+            Some((_, onnx)) if *onnx != op => format!("{onnx} (tract's {op})"),
+            _ => op,
+        }
     }
 
     /// The decluttered graph with the tensor named `tensor` (ONNX name, or node name) kept as a
@@ -185,7 +208,7 @@ impl Classifier {
             data.resize(per * batch, 0.0);
             let input = Tensor::from_shape(&self.input_shape, &data)
                 .map_err(|e| Error::Input(chain(&e)))?;
-            let result = self.plan.run(tvec!(input.into())).map_err(|e| Error::Run(chain(&e)))?;
+            let result = self.plan.run(tvec!(input.into())).map_err(|e| crate::error::run_failed(&e))?;
             let scores = result[0].to_plain_array_view::<f32>().map_err(|e| Error::Run(chain(&e)))?;
             let flat: Vec<f32> = scores.iter().copied().collect();
             crate::grad::refuse_non_finite("class scores", &flat)?;
@@ -246,7 +269,7 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 /// [`Classifier::load`] is this plus the class-score output; the conformance replay
 /// (tests/conformance.rs) loads ONNX's own test graphs through it.
 pub fn load_graph(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<(TypedModel, Vec<usize>)> {
-    guarded("loading", || typed_graph(bytes, input_shape, None))
+    guarded("loading", || typed_graph(bytes, input_shape, None).map(|(typed, shape, _)| (typed, shape)))
 }
 
 /// The ONNX protobuf of `bytes`, or why it is not one.
@@ -259,7 +282,13 @@ pub fn decode(bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto> {
         .map_err(|e| Error::NotOnnx(format!("the protobuf does not decode ({})", chain(&e))))
 }
 
-fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preprocessing>) -> Result<(TypedModel, Vec<usize>)> {
+/// The typed graph, its input shape, and every ONNX node's (name, op type).
+#[allow(clippy::type_complexity)]
+fn typed_graph(
+    bytes: &[u8],
+    input_shape: Option<&[usize]>,
+    pre: Option<&Preprocessing>,
+) -> Result<(TypedModel, Vec<usize>, Vec<(String, String)>)> {
     let onnx = tract_onnx::onnx();
     let mut proto = decode(bytes)?;
     if let Some(pre) = pre {
@@ -271,6 +300,7 @@ fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preproc
     };
     check_graph(graph)?;
     refuse_misread(graph)?;
+    let sources: Vec<(String, String)> = graph.node.iter().map(|n| (n.name.clone(), n.op_type.clone())).collect();
     let mut model = onnx
         .model_for_proto_model(&proto)
         .map_err(|e| {
@@ -286,14 +316,26 @@ fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preproc
     refuse_unsupported(&model)?;
     let inputs = model.input_outlets().map_err(|e| Error::Model(chain(&e)))?.len();
     if inputs != 1 {
-        return Err(Error::Model(format!("it has {inputs} inputs; an image classifier has one")));
+        return Err(Error::Model(format!(
+            "it has {inputs} inputs; an image classifier has one: re-export it with the image as its only input \
+             (weights as initializers, other inputs fixed as constants)"
+        )));
     }
     let shape = match input_shape {
         Some(s) => s.to_vec(),
         None => declared_shape(&model)?,
     };
+    if shape.is_empty() {
+        return Err(Error::Model(
+            "its input is a single number (rank 0); an image classifier takes a batch of images such as [1, 3, 224, 224] \
+             or of feature vectors such as [1, 784]: re-export it with a batch axis"
+                .into(),
+        ));
+    }
     if shape.contains(&0) {
-        return Err(Error::Model(format!("input shape {shape:?} has an empty dimension")));
+        return Err(Error::Model(format!(
+            "input shape {shape:?} has an empty dimension: give every axis a size of at least 1"
+        )));
     }
     model
         .set_input_fact(0, f32::fact(&shape).into())
@@ -311,7 +353,7 @@ fn typed_graph(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preproc
         ))
     })?;
     crate::mend::check_wraps(&typed, &wraps)?;
-    Ok((typed, shape))
+    Ok((typed, shape, sources))
 }
 
 /// The node tract's analysis stopped at, as its error names it (`node #37 "name" Op`), and what
@@ -465,7 +507,8 @@ fn refuse_non_finite_weights(model: &TypedModel) -> Result<()> {
         let bad = |v: &&f32| v.is_nan() || (values.len() > 1 && v.is_infinite());
         if let Some(bad) = values.iter().find(bad) {
             return Err(Error::Model(format!(
-                "the weights of node \"{}\" hold {bad} ({} of {} values are not finite numbers)",
+                "the weights of node \"{}\" hold {bad} ({} of {} values are not finite numbers): the training diverged \
+                 or the export broke; export it again from a checkpoint whose weights are finite",
                 node.name,
                 values.iter().filter(|v| v.is_nan() || v.is_infinite()).count(),
                 values.len()
@@ -479,7 +522,11 @@ fn refuse_non_finite_weights(model: &TypedModel) -> Result<()> {
 fn declared_shape(model: &InferenceModel) -> Result<Vec<usize>> {
     let fact = model.input_fact(0).map_err(|e| Error::Model(chain(&e)))?;
     let rank = fact.shape.rank().concretize().ok_or_else(|| {
-        Error::Model("the input's rank is not declared; give its shape explicitly".into())
+        Error::Model(
+            "the input's rank is not declared in the file: re-export it with a fixed input shape \
+             (onnxsim --overwrite-input-shape 1,3,224,224 sets one), or give it (the CLI's --shape)"
+                .into(),
+        )
     })?;
     let mut shape = Vec::with_capacity(rank as usize);
     for (axis, dim) in fact.shape.dims().enumerate() {
@@ -489,7 +536,10 @@ fn declared_shape(model: &InferenceModel) -> Result<Vec<usize>> {
             None if axis == 0 => shape.push(1),
             None => {
                 return Err(Error::Model(format!(
-                    "input dimension {axis} is not fixed in the file; give the input shape explicitly"
+                    "input dimension {axis} ({}) is not fixed in the file: re-export it with a fixed input size \
+                     (torch.onnx.export with dynamic_axes for the batch only, or onnxsim --overwrite-input-shape), \
+                     or give the shape (the CLI's --shape)",
+                    dim.concretize().map(|d| d.to_string()).unwrap_or_else(|| "not named".into())
                 )))
             }
         }

@@ -98,7 +98,7 @@ impl Probe {
         let mut out = Vec::with_capacity(images.len() / self.image_len * self.tensor.len());
         for image in images.chunks(self.image_len) {
             let x = Tensor::from_shape(&self.input_shape, image).map_err(|e| Error::Input(chain(&e)))?;
-            let result = self.plan.run(tvec!(x.into())).map_err(|e| Error::Run(chain(&e)))?;
+            let result = self.plan.run(tvec!(x.into())).map_err(|e| crate::error::run_failed(&e))?;
             let view = result[0].to_plain_array_view::<f32>().map_err(|e| Error::Run(chain(&e)))?;
             out.extend(view.iter().copied());
         }

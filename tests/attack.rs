@@ -2,7 +2,7 @@
 //! cancellable.
 
 use blindspot::attack::baselines::{self, Budget};
-use blindspot::attack::lbfgs::{attack, Ask, Options, Progress, Search};
+use blindspot::attack::lbfgs::{attack, Ask, Options, Search};
 use blindspot::attack::{Goal, Outcome};
 use blindspot::rng::Rng;
 use blindspot::{Classifier, DigitPack, Error};

@@ -78,6 +78,17 @@ fn grad_refuses_bad_arguments_clearly() {
     let (ok, _, err) = blindspot(&["grad", "models/cnn.onnx", wrong.to_str().unwrap(), "--target", "1"]);
     assert!(!ok);
     assert!(err.contains("tract cannot work out the shapes at node #") && err.contains("with input shape [1, 3, 28, 28]"), "{err}");
+    // a refusal names the file it is about, once
+    assert!(err.starts_with("blindspot: models/cnn.onnx: cannot use this model: tract cannot work out"), "{err}");
+    let (ok, _, err) = blindspot(&["classify", "tests/fixtures/unsupported-op.onnx", &input]);
+    assert!(!ok);
+    assert!(err.starts_with("blindspot: tests/fixtures/unsupported-op.onnx: the model uses operators blindspot cannot run"), "{err}");
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\n and then nothing").unwrap();
+    let (ok, _, err) = blindspot(&["classify", "models/cnn.onnx", broken.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(err.matches("cannot read data").count(), 1, "{err}");
+    assert!(err.contains("broken.png: cannot read data"), "{err}");
 }
 
 #[test]

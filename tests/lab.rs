@@ -67,7 +67,25 @@ fn load_and_classify_answer_what_the_core_answers() {
     assert_eq!(lab.loaded(), vec!["m".to_string()]);
     assert_eq!(ask(&lab, 3, "unload", json!({ "key": "m" })).unwrap(), json!(true));
     let gone = ask(&lab, 4, "classify", json!({ "key": "m", "pixels": digits.input(0) })).unwrap_err();
-    assert_eq!(gone.to_string(), "bad input: model \"m\" is not loaded");
+    assert_eq!(gone.to_string(), "bad input: no model \"m\" is loaded here: load it first (in the page, pick the model again)");
+}
+
+/// Numbers the page's JavaScript could send that once panicked in the core (a Duration of a
+/// negative time, a drawing shorter than its stated size) are answered, not a trap of the worker.
+#[test]
+fn hostile_numbers_in_requests_are_refused_or_answered_not_panics() {
+    let lab = Lab::new();
+    load(&lab, "m", "fc100-100-10");
+    let pixels = pack().input(0);
+    for ms in [-5.0, 0.0, 1e12] {
+        let e = ask(&lab, 2, "bench", json!({ "key": "m", "pixels": pixels, "ms": ms })).unwrap_err();
+        assert!(matches!(e, Error::Input(_)) && e.to_string().contains("a benchmark runs for 1 to 60000 ms"), "{ms}: {e}");
+    }
+    // a drawing of 10 values said to be 28x28: a blank digit, as for a drawing without ink
+    let blank = ask(&lab, 3, "mnistLike", json!({ "pixels": vec![1.0; 10], "width": 28, "height": 28 })).unwrap();
+    assert_eq!(floats(&blank), vec![0.0; 784]);
+    // and the lab still answers
+    assert!(ask(&lab, 4, "classify", json!({ "key": "m", "pixels": pixels })).is_ok());
 }
 
 #[test]

@@ -20,6 +20,8 @@ fn garbage_is_not_onnx() {
     let e = load_err(b"\x89PNG\r\n\x1a\n this is an image, not a model", None);
     assert!(matches!(e, Error::NotOnnx(_)), "{e}");
     assert!(e.to_string().starts_with("not a readable ONNX model"), "{e}");
+    // and what to do about it
+    assert!(e.to_string().contains("export or download it again"), "{e}");
 }
 
 #[test]
@@ -35,16 +37,28 @@ fn truncated_model_is_refused() {
 fn unsupported_op_is_named_with_its_node() {
     let e = load_err(&fixture("unsupported-op.onnx"), None);
     assert_eq!(e, Error::UnsupportedOps(vec![("FancyWarp".into(), "warp_layer".into())]));
-    assert_eq!(
-        e.to_string(),
-        "the model uses operators blindspot cannot run: FancyWarp (node \"warp_layer\")"
+    assert!(
+        e.to_string().starts_with(
+            "the model uses operators blindspot cannot run: FancyWarp (node \"warp_layer\"); re-export the model with these \
+             written as standard ONNX ops"
+        ),
+        "{e}"
     );
 }
 
 #[test]
 fn two_inputs_are_refused() {
     let e = load_err(&fixture("two-inputs.onnx"), None);
-    assert_eq!(e, Error::Model("it has 2 inputs; an image classifier has one".into()));
+    assert!(matches!(e, Error::Model(_)), "{e}");
+    let e = e.to_string();
+    assert!(e.contains("it has 2 inputs; an image classifier has one: re-export it with the image as its only input"), "{e}");
+}
+
+#[test]
+fn a_rank_0_input_is_refused_not_a_panic() {
+    let e = load_err(&fixture("scalar-input.onnx"), None);
+    assert!(matches!(e, Error::Model(_)), "{e}");
+    assert!(e.to_string().contains("its input is a single number (rank 0)") && e.to_string().contains("re-export it with a batch axis"), "{e}");
 }
 
 #[test]
@@ -95,6 +109,7 @@ fn nan_or_infinite_weights_are_refused_naming_the_node() {
     let e = load_err(&fixture("nan-weights.onnx"), None);
     assert!(matches!(e, Error::Model(_)), "{e}");
     assert!(e.to_string().contains("hold NaN (1 of 7840 values are not finite numbers)"), "{e}");
+    assert!(e.to_string().contains("export it again from a checkpoint whose weights are finite"), "{e}");
     let e = load_err(&fixture("inf-weights.onnx"), None);
     assert!(e.to_string().contains("hold inf (10 of 7840"), "{e}");
     println!("{e}");
@@ -105,6 +120,10 @@ fn a_symbolic_image_size_asks_for_the_shape() {
     let e = load_err(&fixture("dynamic-shape.onnx"), None);
     println!("{e}");
     assert!(matches!(e, Error::Model(_)), "{e}");
+    // which axis, its name in the file, and the ways out, including one open to the page's user
+    let text = e.to_string();
+    assert!(text.contains("input dimension 2 (H) is not fixed in the file"), "{e}");
+    assert!(text.contains("onnxsim --overwrite-input-shape") && text.contains("the CLI's --shape"), "{e}");
     // given a shape, the same file loads
     let m = Classifier::load(&fixture("dynamic-shape.onnx"), Some(&[1, 1, 28, 28])).unwrap();
     assert_eq!(m.classes(), 10);
@@ -116,4 +135,10 @@ fn an_opset_6_prelu_whose_input_rank_is_unknown_is_refused_by_node() {
     let e = load_err(&fixture("prelu-6.onnx"), None).to_string();
     assert!(e.contains("node \"prelu\" (PRelu, opset 6)"), "{e}");
     assert!(e.contains("re-export with opset 7 or later"), "{e}");
+}
+
+#[test]
+fn a_wrap_pad_without_an_output_is_refused_by_node_not_a_panic() {
+    let e = load_err(&fixture("wrap-pad-no-output.onnx"), None).to_string();
+    assert!(e.contains("(Pad, mode wrap): it has no data input or no output; re-export the model"), "{e}");
 }

@@ -96,6 +96,16 @@ fn hostile_settings_and_pixels_are_refused_with_a_reason() {
     big[5] = f32::INFINITY;
     input_error(attack(&m, &big, goal, &Options::default(), |_| true), "an infinite pixel");
     input_error(baselines::fgsm(&m, &x[1..], goal, 0.1), "too few pixels");
+    // 0-255 values where [0,1] pixels belong: which pixel, and what to do
+    let mut bytes = x.clone();
+    bytes[5] = 255.0;
+    match attack(&m, &bytes, goal, &Options::default(), |_| true) {
+        Err(Error::Input(message)) => {
+            assert!(message.starts_with("pixel 5 is 255; pixels must lie in [0,1]"), "{message}");
+            assert!(message.contains("divide 0-255 values by 255"), "{message}");
+        }
+        other => panic!("a 0-255 pixel: expected a refusal, got {:?}", other.map(|o| o.adversarial[0])),
+    }
     input_error(baselines::fgsm(&m, &x, Goal::Target(10), 0.1), "a target past the classes");
     for epsilon in [f64::NAN, f64::INFINITY, -0.1] {
         input_error(baselines::fgsm(&m, &x, goal, epsilon), &format!("FGSM epsilon {epsilon}"));

@@ -120,6 +120,45 @@ def main():
     gradient = (jacobian.T @ v.ravel().astype(np.float64)).astype(np.float32).reshape(shape)
     np.savez(os.path.join(OUT, "wrap-pad.npz"), x=x, expected=expected, v=v, gradient=gradient)
 
+    # An input that is a single number (rank 0): no batch axis to read, refused at load. (Its own
+    # generator, after the others, so their random draws stay as they were.)
+    scale = numpy_helper.from_array(np.arange(10, dtype=np.float32).reshape(1, 10), "scale")
+    save(helper.make_graph(
+        [helper.make_node("Mul", ["input", "scale"], ["logits"], name="times")],
+        "scalar_input", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], [scale]), "scalar-input.onnx")
+
+    # A wrap-mode Pad with no output (a hand-edited or broken file): refused naming the node, where
+    # the rewrite of wrap pads once indexed past the end of its outputs.
+    save(helper.make_graph(
+        [helper.make_node("Pad", ["input", "pads"], [], name="wrap", mode="wrap"),
+         helper.make_node("Flatten", ["input"], ["logits"], name="flatten", axis=1)],
+        "wrap_pad_no_output", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 5])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        [numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 0, 1], np.int64), "pads")]), "wrap-pad-no-output.onnx", opset=19)
+
+    # The shipped fc100-100-10 as exporters lay out a grey digit: a flat [N, 784] vector (an
+    # sklearn or Keras MLP) and channels-last [N, 28, 28, 1] (Keras): a Reshape in front of the
+    # same graph, so each must classify every digit exactly as the shipped model does.
+    shipped = onnx.load(os.path.join(os.path.dirname(__file__), "..", "models", "fc100-100-10.onnx"))
+    for name, dims in [("digits-flat.onnx", ["N", 784]), ("digits-nhwc.onnx", ["N", 28, 28, 1])]:
+        model = onnx.ModelProto()
+        model.CopyFrom(shipped)
+        graph = model.graph
+        inner = graph.input[0].name
+        graph.input[0].name = "pixels"
+        graph.input[0].type.tensor_type.ClearField("shape")
+        for d in dims:
+            dim = graph.input[0].type.tensor_type.shape.dim.add()
+            if isinstance(d, str):
+                dim.dim_param = d
+            else:
+                dim.dim_value = d
+        graph.initializer.append(numpy_helper.from_array(np.array([-1, 1, 28, 28], np.int64), "to_planes"))
+        graph.node.insert(0, helper.make_node("Reshape", ["pixels", "to_planes"], [inner], name="to_planes"))
+        onnx.checker.check_model(model)
+        onnx.save(model, os.path.join(OUT, name))
+
 
 if __name__ == "__main__":
     main()

@@ -180,9 +180,14 @@ async function selectModel(id) {
     const info = await state.ready;
     if (generation !== state.generation) return;
     if (!model.labels) model.labels = [...Array(info.classes).keys()].map(String);
-    const imageShape = info.inputShape.slice(1).join('x');
-    if (imageShape !== `1x${state.pack.rows}x${state.pack.cols}`) {
-      throw new Error(`it takes inputs of shape [${info.inputShape.join(', ')}]; the digits here are 1x${state.pack.rows}x${state.pack.cols}`);
+    // one grey 28x28 plane however the file lays it out ([1,1,28,28], [1,28,28,1], [1,28,28],
+    // [1,784]): the same values in the same order
+    const { rows, cols } = state.pack;
+    const perImage = info.inputShape.slice(1).reduce((a, b) => a * b, 1);
+    if (perImage !== rows * cols) {
+      throw new Error(`it takes inputs of shape [${info.inputShape.join(', ')}]; the digit lab takes grey ${rows}x${cols} `
+        + `classifiers (MNIST's [1, 1, ${rows}, ${cols}], [1, ${rows}, ${cols}, 1] or [1, ${rows * cols}]): re-export it `
+        + `for that input (a colour classifier, 3 channels of any size, opens in the natural-images section instead)`);
     }
     setStatus(`ready · ${kilobytes(info.size)} · input [${info.inputShape.join(', ')}] · output: ${info.output} · loaded in ${Math.round(info.ms)} ms`);
     if (!info.pending) showBackend(info);
@@ -260,6 +265,7 @@ function renderPrediction({ label, probabilities }, truth) {
   el.dataset.label = label;
   el.dataset.probabilities = JSON.stringify(probabilities);
   el.dataset.digit = state.digit;
+  el.dataset.model = state.model.id;
   document.body.dataset.answered = ''; // the first answer is on show (units.js waits for it)
   state.predicted = label;
   el.classList.toggle('wrong', truth !== null && label !== truth);
@@ -304,9 +310,19 @@ function renderTargets() {
   $('targets').replaceChildren(...classes.map((c, i) => make(c, String(i), `target ${c}`)), make('anything else', 'any', 'any other class'));
 }
 
+/** The attack's settings, each checked against its field's bounds: a refusal names the field. */
 function attackSettings() {
-  const n = (id) => Number($(id).value);
-  return { maxIterations: n('max-iterations'), cSteps: n('c-steps'), epsilon: n('epsilon'), steps: n('pgd-steps') };
+  const n = (id, whole) => {
+    const input = $(id);
+    const value = input.value.trim() === '' ? NaN : Number(input.value);
+    const [min, max] = [Number(input.min), Number(input.max)];
+    if (!Number.isFinite(value) || value < min || value > max || (whole && !Number.isInteger(value))) {
+      const name = input.closest('label')?.firstChild?.textContent.trim() ?? id;
+      throw new Error(`"${name}" must be ${whole ? 'a whole number' : 'a number'} from ${min} to ${max}, not "${input.value}"`);
+    }
+    return value;
+  };
+  return { maxIterations: n('max-iterations', true), cSteps: n('c-steps', true), epsilon: n('epsilon', false), steps: n('pgd-steps', true) };
 }
 
 async function runAttack() {
@@ -315,7 +331,13 @@ async function runAttack() {
   const index = state.digit;
   const pixels = currentPixels();
   const method = $('method').value;
-  const settings = attackSettings();
+  let settings;
+  try {
+    settings = attackSettings();
+  } catch (e) {
+    $('attack-status').textContent = `attack not started: ${e.message}`;
+    return;
+  }
   const curve = [];
   state.attacking = true;
   $('run-attack').disabled = true;
@@ -545,7 +567,13 @@ async function openModelFile(file) {
       + `${PEAK_PER_BYTE} times its size in memory. The command-line tool has no such limit.`);
     return;
   }
-  const bytes = await file.arrayBuffer();
+  let bytes;
+  try {
+    bytes = await file.arrayBuffer();
+  } catch (e) {
+    showError(`"${file.name}" could not be read (${e.message}); pick it again, or copy it somewhere local first`);
+    return;
+  }
   // a colour image classifier (3 channels, any size) opens in the natural-images section, with
   // its input panel (photos.js); a file that does not decode is left to the lab's load to explain
   const suggestion = await lab.call('suggest', { bytes: bytes.slice(0) }).catch(() => null);

@@ -17,7 +17,13 @@ export function assetUrl(path) {
 
 /** The bytes of a file of the site; a clear error when it is missing. */
 export async function fetchBytes(path) {
-  const response = await fetch(assetUrl(path));
+  let response;
+  try {
+    response = await fetch(assetUrl(path));
+  } catch (e) {
+    // offline with nothing cached, or the server gone: fetch only says "Failed to fetch"
+    throw new Error(`${path} could not be fetched (${e.message}): check the connection, or that the site is still served, and reload`);
+  }
   if (!response.ok) throw new Error(`${path}: ${response.status} ${response.statusText || 'not found'}`);
   if (gzipped.has(path) && inline[path]) {
     return new Response(response.body.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();

@@ -94,7 +94,7 @@ class WorkerSlot {
     if (this.loaded.has(key)) return Promise.resolve(null);
     if (!this.loading.has(key)) {
       const spec = this.pool.specs.get(key);
-      if (!spec) return Promise.reject(new Error(`model "${key}" is not loaded`));
+      if (!spec) return Promise.reject(new Error(`model "${key}" is not loaded (it failed to load, or was never picked): pick it again`));
       const bytes = spec.bytes.slice(0); // the worker takes its copy; the pool keeps the file
       const { promise } = this.send('load', { key, bytes, shape: spec.shape, preprocessing: spec.preprocessing, backend: spec.backend }, { transfer: [bytes] });
       const done = promise.then((info) => { this.loaded.add(key); return info; }, (e) => {

@@ -169,8 +169,12 @@ pub(crate) fn check_input(classifier: &Classifier, x: &[f32]) -> Result<()> {
             classifier.image_len()
         )));
     }
-    if x.iter().any(|v| !(0.0..=1.0).contains(v)) {
-        return Err(Error::Input("pixels must lie in [0,1]".into()));
+    if let Some(at) = x.iter().position(|v| !(0.0..=1.0).contains(v)) {
+        return Err(Error::Input(format!(
+            "pixel {at} is {}; pixels must lie in [0,1], the attack's box: divide 0-255 values by 255 (a model that \
+             takes another range declares it in its preprocessing, which maps [0,1] pixels to it)",
+            x[at]
+        )));
     }
     Ok(())
 }

@@ -60,7 +60,7 @@ impl GradientModel {
     pub fn evaluate(&self, input: &[f32], parameter: &[f32]) -> Result<Evaluation> {
         let x = tensor(&self.input_shape, input, "input")?;
         let p = tensor(&self.parameter_shape, parameter, "objective parameter")?;
-        let out = self.plan.run(tvec!(x.into(), p.into())).map_err(|e| Error::Run(chain(&e)))?;
+        let out = self.plan.run(tvec!(x.into(), p.into())).map_err(|e| crate::error::run_failed(&e))?;
         let flat = |i: usize| -> Result<Vec<f32>> {
             Ok(out[i]
                 .to_plain_array_view::<f32>()

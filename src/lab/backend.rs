@@ -62,7 +62,7 @@ impl Placement {
     /// WebGPU failed for this model: it runs on the CPU from now on, and says why.
     pub fn fall_back(&mut self, e: &Error) {
         self.backend = Backend::Cpu;
-        self.reason = Some(format!("WebGPU failed for this model, so it runs on the CPU: {e}"));
+        self.reason = Some(format!("WebGPU failed for this model, so it runs on the CPU: {}", e.detail()));
         self.failed = true;
     }
 }

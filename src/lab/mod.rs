@@ -147,7 +147,7 @@ impl Lab {
             .borrow()
             .get(key)
             .cloned()
-            .ok_or_else(|| Error::Input(format!("model \"{key}\" is not loaded")))
+            .ok_or_else(|| Error::Input(format!("no model \"{key}\" is loaded here: load it first (in the page, pick the model again)")))
     }
 
     /// Answers request `id`; `host` receives its progress and lets other events in.
@@ -306,6 +306,9 @@ impl Lab {
                 Response::Maximised(self.maximise(id, &*self.entry(&key)?, &tensor, unit, seed, &start, iterations, host)?)
             }
             R::Bench { key, pixels, ms, detected } => {
+                if !(1.0..=60_000.0).contains(&ms) {
+                    return Err(Error::Input(format!("a benchmark runs for 1 to 60000 ms, not {ms}")));
+                }
                 let entry = self.entry(&key)?;
                 Response::Bench(self.bench(&entry, &pixels, Duration::from_secs_f64(ms / 1000.0), detected).await?)
             }

@@ -80,7 +80,7 @@ impl LayerOperator {
     fn run(&self, x: &[f64], y: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
         let x = Tensor::from_shape(&self.input_shape, x).map_err(|e| Error::Input(chain(&e)))?;
         let y = Tensor::from_shape(&self.output_shape, y).map_err(|e| Error::Input(chain(&e)))?;
-        let out = self.plan.run(tvec!(x.into(), y.into())).map_err(|e| Error::Run(chain(&e)))?;
+        let out = self.plan.run(tvec!(x.into(), y.into())).map_err(|e| crate::error::run_failed(&e))?;
         let flat = |t: &TValue| -> Result<Vec<f64>> {
             let t = t.cast_to::<f64>().map_err(|e| Error::Run(chain(&e)))?;
             Ok(t.to_plain_array_view::<f64>().map_err(|e| Error::Run(chain(&e)))?.iter().copied().collect())
