@@ -17,8 +17,34 @@ pub(crate) struct Wrap {
 pub(crate) fn mend(proto: &mut pb::ModelProto, input_rank: Option<usize>) -> Result<Vec<Wrap>> {
     let opset = proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(0, |o| o.version);
     let Some(graph) = proto.graph.as_mut() else { return Ok(vec![]) };
+    distinct_names(graph);
     prelu_6(graph, opset, input_rank)?;
     wrap_pads(graph)
+}
+
+/// ONNX keeps node names and tensor names apart; tract names its nodes after both (an
+/// initializer or an input becomes a node of its tensor's name), so a node named like a weight,
+/// an input or an earlier node stops the analysis ("Duplicate node name"). Such a node gets the
+/// first free name of `name_1`, `name_2`, ...; every other name stays as the file has it.
+fn distinct_names(graph: &mut pb::GraphProto) {
+    use std::collections::HashSet;
+    let mut taken: HashSet<String> =
+        graph.initializer.iter().map(|t| t.name.clone()).chain(graph.input.iter().map(|i| i.name.clone())).collect();
+    let all_distinct = graph.node.iter().filter(|n| !n.name.is_empty()).try_fold(taken.clone(), |mut seen, n| {
+        seen.insert(n.name.clone()).then_some(seen)
+    });
+    if all_distinct.is_some() {
+        return;
+    }
+    for node in graph.node.iter_mut().filter(|n| !n.name.is_empty()) {
+        if !taken.contains(&node.name) {
+            taken.insert(node.name.clone());
+            continue;
+        }
+        let name = (1..).map(|k| format!("{}_{k}", node.name)).find(|c| !taken.contains(c)).unwrap();
+        taken.insert(name.clone());
+        node.name = name;
+    }
 }
 
 /// PRelu before opset 7 applies a 1-D slope per channel (axis 1); tract reads every opset with

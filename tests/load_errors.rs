@@ -142,3 +142,18 @@ fn a_wrap_pad_without_an_output_is_refused_by_node_not_a_panic() {
     let e = load_err(&fixture("wrap-pad-no-output.onnx"), None).to_string();
     assert!(e.contains("(Pad, mode wrap): it has no data input or no output; re-export the model"), "{e}");
 }
+
+/// A grey digit classifier as exporters lay it out ([N, 784], [N, 28, 28, 1]; the shipped
+/// fc100-100-10 behind a Reshape whose node shares its name with its shape's initializer, which
+/// tract once refused as a duplicate node name) loads and answers as the shipped model does.
+#[test]
+fn flat_and_channels_last_digit_models_answer_as_the_shipped_one() {
+    let shipped = Classifier::load(&std::fs::read(format!("{}/models/fc100-100-10.onnx", env!("CARGO_MANIFEST_DIR"))).unwrap(), None).unwrap();
+    let x: Vec<f32> = (0..784).map(|i| ((i * 37) % 255) as f32 / 255.0).collect();
+    let want = shipped.classify(&x).unwrap();
+    for (name, shape) in [("digits-flat.onnx", vec![1, 784]), ("digits-nhwc.onnx", vec![1, 28, 28, 1])] {
+        let m = Classifier::load(&fixture(name), None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(m.input_shape(), &shape[..], "{name}");
+        assert_eq!(m.classify(&x).unwrap().logits, want.logits, "{name}");
+    }
+}

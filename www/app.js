@@ -208,7 +208,8 @@ async function selectModel(id) {
     setStatus('failed to load');
     document.body.dataset.modelState = 'error';
     const crashed = /^internal error/.test(e.message) ? '. blindspot\'s worker was restarted: pick another model' : '';
-    showError(`${model.name} (${model.file}) could not be loaded: ${e.message}${crashed}`);
+    // a dropped model's name is its file's ("x.onnx (yours)"); a shipped one's file is named beside it
+    showError(`${model.local ? `"${model.file}" (yours)` : `${model.name} (${model.file})`} could not be loaded: ${e.message}${crashed}`);
     clearPrediction();
   }
 }
@@ -461,18 +462,31 @@ function drawDiff() {
 
 /** Gaussian noise of the adversarial example's distortion: does a random change of that size fool the model? */
 async function compareWithNoise() {
-  const { result, pixels, reference, model } = state.lastAttack;
+  if (!state.lastAttack) return;
+  const attack = state.lastAttack;
+  const { result, pixels, reference, model } = attack;
   const labels = model.labels;
-  $('noise-result').textContent = 'classifying noisy digits…';
-  await state.ready;
-  let fooled = 0;
-  const trials = 10;
-  for (let seed = 1; seed <= trials; seed++) {
-    const noisy = await lab.call('noise', { key: model.id, pixels, target: null, distortion: result.distortion, seed });
-    if (noisy.label !== reference) fooled++;
+  const button = $('compare-noise');
+  const out = $('noise-result');
+  button.disabled = true;
+  delete out.dataset.fooled;
+  out.textContent = 'classifying noisy digits…';
+  try {
+    await state.ready;
+    let fooled = 0;
+    const trials = 10;
+    for (let seed = 1; seed <= trials; seed++) {
+      const noisy = await lab.call('noise', { key: model.id, pixels, target: null, distortion: result.distortion, seed });
+      if (noisy.label !== reference) fooled++;
+    }
+    if (state.lastAttack !== attack) return; // another attack's result is on show now
+    out.dataset.fooled = fooled;
+    out.textContent = `Gaussian noise of the same distortion (${result.distortion.toFixed(4)}) changed the answer from ${labels[reference]} in ${fooled} of ${trials} tries.`;
+  } catch (e) {
+    if (state.lastAttack === attack) out.textContent = `The noise comparison failed: ${e.message}`;
+  } finally {
+    button.disabled = false;
   }
-  $('noise-result').dataset.fooled = fooled;
-  $('noise-result').textContent = `Gaussian noise of the same distortion (${result.distortion.toFixed(4)}) changed the answer from ${labels[reference]} in ${fooled} of ${trials} tries.`;
 }
 
 /** The adversarial digit fed to every other model (the paper's transfer). */
@@ -578,6 +592,12 @@ async function openModelFile(file) {
   // its input panel (photos.js); a file that does not decode is left to the lab's load to explain
   const suggestion = await lab.call('suggest', { bytes: bytes.slice(0) }).catch(() => null);
   if (suggestion?.channels === 3) {
+    if (document.body.classList.contains('embed')) {
+      // the embedded figure has no natural-images section to open it in
+      showError(`"${file.name}" is a colour image classifier: open the full lab (the link above) and drop it there, `
+        + 'where it opens in the natural-images section');
+      return;
+    }
     showError('');
     window.dispatchEvent(new CustomEvent('blindspot:imagemodel', { detail: { name: file.name, bytes, suggestion } }));
     return;
@@ -654,10 +674,15 @@ function setUpPad() {
     const data = ctx.getImageData(0, 0, pad.width, pad.height).data;
     const grey = new Float32Array(pad.width * pad.height);
     for (let i = 0; i < grey.length; i++) grey[i] = data[i * 4] / 255;
-    state.drawing = asBytes(await lab.call('mnistLike', { pixels: grey, width: pad.width, height: pad.height }));
-    state.drawingKind = 'drawing';
-    for (const b of document.querySelectorAll('.thumb[aria-pressed="true"]')) b.setAttribute('aria-pressed', 'false');
-    await classifyDigit(-1);
+    try {
+      state.drawing = asBytes(await lab.call('mnistLike', { pixels: grey, width: pad.width, height: pad.height }));
+      state.drawingKind = 'drawing';
+      for (const b of document.querySelectorAll('.thumb[aria-pressed="true"]')) b.setAttribute('aria-pressed', 'false');
+      showError('');
+      await classifyDigit(-1);
+    } catch (e) {
+      showError(`The drawing could not be used: ${e.message}`);
+    }
   });
 }
 

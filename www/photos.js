@@ -5,7 +5,7 @@
 // adversarial with top-5 bars for both. It runs on the page's worker pool, beside the digit lab.
 // A colour classifier the person drops on the page (any input size) opens here too, with an input
 // panel: layout, channel order, value range, mean/std and class names, declared, not guessed.
-import { assetUrl, fetchJson, inlined } from './assets.js';
+import { assetUrl, fetchBytes, fetchJson, inlined } from './assets.js';
 import { panelLab } from './client.js';
 import { drawCurve, drawDifference, drawPlanes } from './draw.js';
 import { decodeImage } from './imagesize.js';
@@ -173,11 +173,15 @@ function showGallery() {
 
 async function pickPhoto(photo) {
   for (const b of $('photo-gallery').children) b.setAttribute('aria-pressed', String(b.dataset.file === photo.file));
-  const response = await fetch(assetUrl(`models/data/photos/${photo.file}`));
-  const bitmap = await createImageBitmap(await response.blob());
-  photos.name = photo.file;
-  await usePicture(bitmap, bitmap.width, bitmap.height, photo.label === null ? 'a sample photo' : `a sample photo of ${photos.imagenet[photo.label]}`);
-  bitmap.close();
+  $('photo-error').textContent = '';
+  try {
+    const bitmap = await createImageBitmap(new Blob([await fetchBytes(`models/data/photos/${photo.file}`)]));
+    photos.name = photo.file;
+    await usePicture(bitmap, bitmap.width, bitmap.height, photo.label === null ? 'a sample photo' : `a sample photo of ${photos.imagenet[photo.label]}`);
+    bitmap.close();
+  } catch (e) {
+    $('photo-error').textContent = `The sample photo ${photo.file} could not be used: ${e.message}`;
+  }
 }
 
 /**
@@ -282,9 +286,19 @@ function closeCamera() {
 
 async function snap() {
   const video = $('camera-video');
+  if (!video.videoWidth || !video.videoHeight) {
+    $('photo-error').textContent = 'The camera has not sent a picture yet: wait a moment and snap again';
+    return;
+  }
   photos.name = 'camera';
-  await usePicture(video, video.videoWidth, video.videoHeight, 'your camera\'s picture');
-  closeCamera();
+  try {
+    await usePicture(video, video.videoWidth, video.videoHeight, 'your camera\'s picture');
+    $('photo-error').textContent = '';
+  } catch (e) {
+    $('photo-error').textContent = `The camera's picture could not be used: ${e.message}`;
+  } finally {
+    closeCamera();
+  }
 }
 
 async function runAttack() {
@@ -509,9 +523,14 @@ async function useShipped() {
     status('');
     return;
   }
-  await photos.loading;
-  photos.labels = photos.imagenet;
-  await reload();
+  try {
+    await photos.loading;
+    photos.labels = photos.imagenet;
+    await reload();
+  } catch (e) {
+    status(`${photos.shipped.name} could not be loaded: ${e.message}`);
+    return;
+  }
   $('photos-load').hidden = true;
   $('photos-body').hidden = false;
   fillClasses();

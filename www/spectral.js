@@ -32,7 +32,8 @@ function followLab() {
 function addUserModel({ id, name, bytes }) {
   const model = { id, name, localBytes: bytes };
   panel.local = [...panel.local.filter((m) => m.id !== id), model];
-  panel.lab?.loaded.delete(id); // the same name may come with other bytes
+  // the pool is shared: the lab's load has already put these bytes under `id` (other bytes of
+  // the same name replaced), so nothing is forgotten here; a delete would unload the lab's model
   if (root.dataset.ready === undefined) return; // init() adds it
   panel.manifest = [...panel.manifest.filter((m) => m.id !== id), model];
   const select = $('spectral-model');
@@ -69,6 +70,11 @@ async function compute() {
   const select = $('spectral-model');
   const m = panel.manifest.find((x) => x.id === select.value);
   const [button, status, bar] = [$('spectral-run'), $('spectral-status'), $('spectral-progress')];
+  if (!m) {
+    // the model was taken off the list (a dropped model that failed): nothing to compute
+    status.textContent = 'pick a model from the list first';
+    return;
+  }
   panel.busy = true;
   button.disabled = true;
   root.dataset.state = 'running';

@@ -64,8 +64,14 @@ async function listTensors() {
     onTensor();
     status('');
   } catch (e) {
-    status(`${model} could not be loaded: ${e.message}`);
+    // the previous model's layers are not this model's: nothing to run until another is picked
+    units.tensors = [];
+    $('units-tensor').replaceChildren();
+    for (const id of ['units-run', 'max-run', 'units-reroll']) $(id).disabled = true;
+    status(`${model} could not be loaded: ${e.message}; pick another model`);
+    return;
   }
+  for (const id of ['units-run', 'max-run', 'units-reroll']) $(id).disabled = false;
 }
 
 function onTensor() {
@@ -208,7 +214,8 @@ function fillModels() {
 /** A model dropped or picked into the lab (app.js's 'blindspot:usermodel'): offered here too. */
 function addUserModel({ id, name, bytes }) {
   units.manifest = [...units.manifest.filter((m) => m.id !== id), { id, name, localBytes: bytes }];
-  units.lab?.loaded.delete(id); // the same name may come with other bytes
+  // the pool is shared: the lab's load has already put these bytes under `id` (other bytes of
+  // the same name replaced), so nothing is forgotten here; a delete would unload the lab's model
   for (const key of [...units.done]) if (key.startsWith(`${id}|`)) units.done.delete(key);
   if (!units.ready) return;
   fillModels();

@@ -89,6 +89,19 @@ test('?embed=1 on its own: the lab without chrome, working, its height posted to
     assert.equal(await page.locator(hidden).isVisible(), false, `${hidden} hidden in embed mode`);
   }
   assert.equal(new URL(page.url()).searchParams.get('embed'), '1', 'embed mode stays in the URL');
+  // a colour classifier dropped on the figure has no natural-images section to open in here: the
+  // figure says where it opens, and keeps its model
+  const mobile = readFileSync(join(ROOT, 'tests/fixtures/zoo/mobilenet.onnx')).toString('base64');
+  await page.evaluate((b64) => {
+    const file = new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], 'mobile.onnx');
+    const data = new DataTransfer();
+    data.items.add(file);
+    document.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+  }, mobile);
+  await page.waitForFunction(() => document.querySelector('#error').textContent.includes('mobile.onnx'));
+  assert.match(await page.textContent('#error'), /"mobile\.onnx" is a colour image classifier: open the full lab \(the link above\)/);
+  assert.equal(await page.locator('#error').isVisible(), true, 'the message is on show in the figure');
+  assert.equal(await page.inputValue('#model'), 'fc100-100-10');
   // a plain iframe in some other page gets the height messages
   const host = await browser.context.newPage();
   await host.setContent('<!doctype html><title>someone else\'s page</title><body></body>');

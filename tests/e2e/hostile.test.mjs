@@ -75,11 +75,11 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
   ];
   let cases = 0;
   for (const [what, file, message] of models) {
-    // this case's message names its file ("name (yours) (name) could not be loaded: ..."): a wait
+    // this case's message names its file ('"name" (yours) could not be loaded: ...'): a wait
     // for any message on show could read the previous case's
     const previous = await errorText(page);
     await page.setInputFiles('#model-file', { mimeType: 'application/octet-stream', ...file });
-    const text = await waitForMessage(page, '#error', message, { includes: `(${file.name})`, previous });
+    const text = await waitForMessage(page, '#error', message, { includes: `"${file.name}" (yours) could not be loaded`, previous });
     assert.match(text, message, `${what}: "${text}"`);
     console.log(`${what}: ${text}`);
     await page.setInputFiles('#model-file', []);
@@ -120,7 +120,7 @@ test('the bad-input catalogue: every case gets a clear message and the page keep
   // wasm traps, the page says so, the worker is replaced, and the page goes on working
   const beforePanic = await errorText(page);
   await page.setInputFiles('#model-file', { name: 'panic.onnx', mimeType: 'application/octet-stream', buffer: readFileSync(join(ROOT, 'fuzz/regressions/flatten-axis-out-of-range.onnx')) });
-  const panicText = await waitForMessage(page, '#error', /could not be loaded: internal error/, { includes: '(panic.onnx)', previous: beforePanic });
+  const panicText = await waitForMessage(page, '#error', /could not be loaded: internal error/, { includes: '"panic.onnx" (yours)', previous: beforePanic });
   assert.match(panicText, /could not be loaded: internal error: range end index 37 out of range for slice of length 4 \(at tract-hir-0\.23\.9\/src\/ops\/array\/flatten\.rs:15:18\)/);
   assert.match(panicText, /blindspot's worker was restarted: pick another model/);
   console.log(`a panic in tract: ${panicText.replace(/\s+/g, ' ')}`);
@@ -222,11 +222,34 @@ test('timing: cancel mid-attack, switch model mid-attack, two attacks at once, n
   await page.waitForFunction(() => !document.querySelector('#run-attack').disabled);
   assert.equal(await page.evaluate(() => window.attackRequests) - before, 1, 'two attacks ran');
 
+  // settings out of their fields' bounds: refused before anything is sent, naming the field
+  const sent = await page.evaluate(() => window.attackRequests);
+  await page.click('.attack details.advanced summary');
+  for (const [id, value, message] of [
+    ['#max-iterations', '2.5', /attack not started: "L-BFGS iterations per c" must be a whole number from 1 to 2000, not "2\.5"/],
+    ['#c-steps', '99', /attack not started: "bisection steps over c" must be a whole number from 0 to 20, not "99"/],
+  ]) {
+    const old = await page.inputValue(id);
+    await page.fill(id, value);
+    await page.click('#run-attack');
+    await page.waitForFunction((m) => new RegExp(m).test(document.querySelector('#attack-status').textContent), message.source);
+    await page.fill(id, old);
+  }
+  assert.equal(await page.evaluate(() => window.attackRequests), sent, 'a refused setting sent an attack');
+  assert.equal(await page.isDisabled('#run-attack'), false);
+
   // nonsense in the URL falls back to defaults
   const odd = await openPage(browser.context, `${browser.base}?model=nope&digit=99999&target=42&attack=rm&iterations=-3&epsilon=NaN`);
   await pageReady(odd);
   assert.equal(await odd.getAttribute('#prediction', 'data-digit'), '0');
   assert.equal(await odd.inputValue('#method'), 'lbfgs');
+  assert.equal(await odd.inputValue('#epsilon'), '0.1');
+  // and a sensible value in the URL is kept (an epsilon of 0.05 once failed its field's step)
+  const kept = await openPage(browser.context, `${browser.base}?model=fc10-1&digit=3&epsilon=0.05&iterations=40`);
+  await pageReady(kept);
+  assert.equal(await kept.inputValue('#epsilon'), '0.05');
+  assert.equal(await kept.inputValue('#max-iterations'), '40');
+  assert.deepEqual(kept.problems, []);
   assert.deepEqual(page.problems, []);
   assert.deepEqual(odd.problems, []);
 });
