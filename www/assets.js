@@ -7,6 +7,12 @@ const inline = globalThis.BLINDSPOT_INLINE?.assets ?? {};
 const gzipped = new Set(globalThis.BLINDSPOT_INLINE?.gzip ?? []);
 const root = new URL('../', import.meta.url);
 
+/**
+ * True in an embedded figure (?embed=1: a blog post's <blindspot-demo>): the digit lab alone. The
+ * other panels are hidden there and do not start, so the frame fetches only what the figure shows.
+ */
+export const embedded = new URLSearchParams(location.search).get('embed') === '1';
+
 /** True in the single-file build, where the site's files are inlined. */
 export const inlined = Object.keys(inline).length > 0;
 

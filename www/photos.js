@@ -5,7 +5,7 @@
 // adversarial with top-5 bars for both. It runs on the page's worker pool, beside the digit lab.
 // A colour classifier the person drops on the page (any input size) opens here too, with an input
 // panel: layout, channel order, value range, mean/std and class names, declared, not guessed.
-import { assetUrl, fetchBytes, fetchJson, inlined } from './assets.js';
+import { assetUrl, embedded, fetchBytes, fetchJson, inlined } from './assets.js';
 import { panelLab } from './client.js';
 import { drawCurve, drawDifference, drawPlanes } from './draw.js';
 import { decodeImage } from './imagesize.js';
@@ -568,7 +568,7 @@ function addPhotoInputs(section) {
 
 async function main() {
   const section = $('photos-section');
-  if (!section) return;
+  if (!section || embedded) return;
   // a dropped colour model works here in every build, the single file included
   window.addEventListener('blindspot:imagemodel', (e) => openUserModel(e.detail));
   $('photo-input').addEventListener('submit', (e) => { e.preventDefault(); applySettings(); });

@@ -1,6 +1,6 @@
 // The spectral-bounds panel: the paper's Table 5 (section 4.3) for a shipped model, computed in a
 // worker of its own by the same core as `blindspot lipschitz MODEL`, beside the paper's AlexNet.
-import { manifest } from './assets.js';
+import { embedded, manifest } from './assets.js';
 import { panelLab } from './client.js';
 
 // Szegedy et al. (2013), Table 5: upper Lipschitz bounds of AlexNet's rectified layers
@@ -44,6 +44,7 @@ function addUserModel({ id, name, bytes }) {
 }
 
 async function init() {
+  if (embedded) return;
   const select = $('spectral-model');
   try {
     panel.manifest = (await manifest()).models;

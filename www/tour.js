@@ -1,7 +1,7 @@
 // The paper tour: Tables 1-4 of Szegedy et al. (2013) rerun live on the page's worker pool, with
 // the paper's figures beside ours. Same digits, targets, attack and noise as `blindspot table1`,
 // `table2` and `table3`, so the page and the command-line tool agree.
-import { manifest, fetchOnce } from './assets.js';
+import { embedded, manifest, fetchOnce } from './assets.js';
 import { panelLab } from './client.js';
 import { parseDigitPack } from './digits.js';
 
@@ -387,7 +387,7 @@ async function runTable3(n, progress, token) {
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
-  if (!root) return;
+  if (!root || embedded) return;
   const intro = el('p', { className: 'hint' },
     'The paper\'s MNIST experiments, rerun here on the first N test digits, the attacks spread over this machine\'s cores. ',
     'Each digit is pushed towards a seeded random other class with the paper\'s box-constrained L-BFGS (150 iterations, 5 steps of the search over c), ',

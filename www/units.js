@@ -1,7 +1,7 @@
 // Property 1: the test digits that maximise a unit of a layer beside those that maximise a random
 // direction (the paper's Figures 1-2), and activation maximisation in the [0,1] box. Its own
 // worker; activations are computed once per model, layer and digit set, and kept there.
-import { manifest, fetchOnce } from './assets.js';
+import { embedded, manifest, fetchOnce } from './assets.js';
 import { panelLab } from './client.js';
 import { parseDigitPack } from './digits.js';
 import { drawGrey, drawUnit } from './draw.js';
@@ -254,7 +254,7 @@ function labAnswered() {
 
 function main() {
   const section = $('units');
-  if (!section) return;
+  if (!section || embedded) return;
   window.addEventListener('blindspot:usermodel', (e) => addUserModel(e.detail));
   // nothing is loaded until the section comes near the screen (or a control is used), and not
   // before the lab's first answer is on show: while the lab is still empty this section sits near

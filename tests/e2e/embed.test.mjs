@@ -81,8 +81,19 @@ test('changing an attribute reloads the demo; the full-lab link keeps the state'
 });
 
 test('?embed=1 on its own: the lab without chrome, working, its height posted to the parent', async () => {
+  const requested = [];
+  const onRequest = (r) => requested.push(new URL(r.url()).pathname);
+  browser.context.on('request', onRequest);
   const page = await openPage(browser.context, `${browser.base}?embed=1&model=fc100-100-10&digit=2&target=7&attack=lbfgs&run=1`);
   await page.waitForSelector('#attack-result[data-label]:not([hidden])', { timeout: 60_000 });
+  // the figure fetches what it shows: no other panel starts, no service worker installs the site
+  for (const other of ['imagenet.json', 'sw.js', 'photos/', 'efficientnet']) {
+    assert.ok(!requested.some((p) => p.includes(other)), `the figure fetched ${other}: ${requested.filter((p) => p.includes(other))}`);
+  }
+  assert.equal(await page.getAttribute('#tour', 'data-ready'), null, 'the paper tour started inside the figure');
+  assert.equal(await page.getAttribute('html', 'data-offline'), 'unavailable');
+  browser.context.off('request', onRequest);
+  console.log(`the figure fetched ${new Set(requested).size} files: ${[...new Set(requested)].join(' ')}`);
   assert.equal(await page.getAttribute('#attack-result', 'data-label'), '7');
   for (const hidden of ['.masthead', '.gallery-section', '.bench-section', 'footer', '#model-file', '.units', '.spectral', '.photos', '.tour',
     '#model', '#model-status', '#backend-status', '.attack details.advanced']) {
