@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use blindspot::{Classifier, Error, Result};
+use blindspot::lab::{Lab, Quiet, Request, Response};
 
 const USAGE: &str = "\
 blindspot: adversarial examples and the intriguing properties of neural networks
@@ -367,17 +368,18 @@ fn table1(args: &Args) -> Result<()> {
         Some(list) => list.split(',').map(str::to_string).collect(),
         None => table1.iter().map(|s| s.to_string()).collect(),
     };
-    let pack = blindspot::DigitPack::parse(&read("models/data/mnist-test-10k.bin")?)?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let options = blindspot::attack::lbfgs::Options::default();
+    let pack = read("models/data/mnist-test-10k.bin")?;
     println!("| model | train err | test err | av. min. distortion | successes | paper train err | paper test err | paper distortion |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let models = manifest()?;
+    let lab = Lab::new();
     for id in &wanted {
-        let m = models.iter().find(|m| m["id"] == id.as_str())
-            .ok_or_else(|| Error::Input(format!("no model \"{id}\" in models/models.json")))?;
-        let model = load_file(&format!("models/{}", m["file"].as_str().unwrap_or_default()), None)?;
-        let row = blindspot::paper::average_distortion(&model, &pack, n, seed, &options, threads)?;
+        // one model at a time, so each row is printed as soon as it is measured
+        let m = lab_load(&lab, &models, id)?;
+        let Response::Distortions(rows) = ask_table(&lab, 1, std::slice::from_ref(id), &pack, n, seed)? else {
+            unreachable!("Table 1 is answered with distortion rows")
+        };
+        let row = &rows[0];
         for a in &row.attacks {
             csv.push_str(&format!("{id},{},{},{},{},{}\n", a.digit, a.label, a.target, a.success, a.distortion));
         }
@@ -401,27 +403,33 @@ fn table1(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Loads a model of models/models.json by id, with its manifest entry.
-fn load_by_id(models: &[serde_json::Value], id: &str) -> Result<(Classifier, serde_json::Value)> {
+/// Loads the model of models/models.json `id` into `lab` under its id; its manifest entry.
+fn lab_load(lab: &Lab, models: &[serde_json::Value], id: &str) -> Result<serde_json::Value> {
     let m = models
         .iter()
         .find(|m| m["id"] == id)
         .ok_or_else(|| Error::Input(format!("no model \"{id}\" in models/models.json")))?;
-    let model = load_file(&format!("models/{}", m["file"].as_str().unwrap_or_default()), None)?;
-    Ok((model, m.clone()))
+    let path = format!("models/{}", m["file"].as_str().unwrap_or_default());
+    let load = Request::Load { key: id.into(), bytes: read(&path)?, shape: None, preprocessing: None, backend: None, detected: None };
+    lab.answer_blocking(0, load, &Quiet).map_err(|e| e.in_file(&path))?;
+    Ok(m.clone())
 }
 
-fn table_args(args: &Args) -> Result<(usize, u64, blindspot::DigitPack, usize)> {
+/// The lab's `table` request: the paper's Table `table` for the loaded models `keys`.
+fn ask_table(lab: &Lab, table: u8, keys: &[String], pack: &[u8], n: usize, seed: u64) -> Result<Response> {
+    lab.answer_blocking(1, Request::Table { table, keys: keys.to_vec(), pack: pack.to_vec(), n, seed }, &Quiet)
+}
+
+fn table_args(args: &Args) -> Result<(usize, u64, Vec<u8>)> {
     args.refuse_unknown(&["n", "seed"])?;
-    let pack = blindspot::DigitPack::parse(&read("models/data/mnist-test-10k.bin")?)?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    Ok((number(args, "n", 1000)?, number(args, "seed", blindspot::paper::SEED)?, pack, threads))
+    let pack = read("models/data/mnist-test-10k.bin")?;
+    Ok((number(args, "n", 1000)?, number(args, "seed", blindspot::paper::SEED)?, pack))
 }
 
 fn table2(args: &Args) -> Result<()> {
-    use blindspot::paper;
-    let (n, seed, pack, threads) = table_args(args)?;
-    let ids = ["fc10-1e-4", "fc10-1e-2", "fc10-1", "fc100-100-10", "fc200-200-10", "ae400-10"];
+    let (n, seed, pack) = table_args(args)?;
+    let ids: Vec<String> =
+        ["fc10-1e-4", "fc10-1e-2", "fc10-1", "fc100-100-10", "fc200-200-10", "ae400-10"].map(String::from).to_vec();
     // the paper's Table 2 as quoted in shared/PAPER.md (models/models.json): (row, column) -> error rate
     let quoted = quoted_tables()?;
     let quoted: Vec<(String, String, String)> = quoted["table2"]
@@ -429,54 +437,48 @@ fn table2(args: &Args) -> Result<()> {
         .map(|cells| cells.iter().map(|c| (text(&c["row"]), text(&c["col"]), text(&c["rate"]))).collect())
         .unwrap_or_default();
     let models = manifest()?;
-    let loaded: Vec<(Classifier, serde_json::Value)> = ids.iter().map(|id| load_by_id(&models, id)).collect::<Result<_>>()?;
-    let options = blindspot::attack::lbfgs::Options::default();
-    let labels: Vec<usize> = (0..n.min(pack.len())).map(|i| pack.labels[i] as usize).collect();
-    let mut rows: Vec<(String, String, Vec<Vec<f32>>)> = vec![];
-    for (id, (model, m)) in ids.iter().zip(&loaded) {
-        let run = paper::average_distortion(model, &pack, n, seed, &options, threads)?;
-        let name = format!("{} (distortion {:.3})", m["name"].as_str().unwrap_or(id), run.mean_distortion);
-        rows.push((id.to_string(), name, run.attacks.into_iter().map(|a| a.adversarial).collect()));
-    }
-    let mut rng = blindspot::rng::Rng(seed);
-    for stddev in [0.1, 0.3] {
-        rows.push((format!("noise {stddev}"), format!("Gaussian noise, stddev {stddev}"), paper::noisy(&pack, n, stddev, &mut rng)));
-    }
-    let header: Vec<String> = loaded.iter().map(|(_, m)| m["name"].as_str().unwrap_or("?").to_string()).collect();
-    println!("Error rate on examples made for the row's model (or noise), fed to the column's model; the paper's figure in brackets where shared/PAPER.md quotes it. {} test digits.\n", labels.len());
+    let lab = Lab::new();
+    let loaded: Vec<serde_json::Value> = ids.iter().map(|id| lab_load(&lab, &models, id)).collect::<Result<_>>()?;
+    let Response::TransferTable(table) = ask_table(&lab, 2, &ids, &pack, n, seed)? else {
+        unreachable!("Table 2 is answered with a transfer table")
+    };
+    let name_of = |id: &str| loaded.iter().find(|m| m["id"] == id).and_then(|m| m["name"].as_str()).unwrap_or(id).to_string();
+    let header: Vec<String> = ids.iter().map(|id| name_of(id)).collect();
+    println!("Error rate on examples made for the row's model (or noise), fed to the column's model; the paper's figure in brackets where shared/PAPER.md quotes it. {} test digits.\n", table.digits);
     println!("| made for | {} |", header.join(" | "));
     println!("|---|{}", "---:|".repeat(header.len()));
-    for (row_id, row_name, images) in &rows {
-        let mut cells = vec![];
-        for (col_id, (model, _)) in ids.iter().zip(&loaded) {
-            let rate = paper::error_rate(model, images, &labels)?;
-            let quote = quoted.iter().find(|(r, c, _)| r == row_id && c == col_id).map(|(_, _, q)| format!(" ({q})")).unwrap_or_default();
-            cells.push(format!("{:.1}%{quote}", rate * 100.0));
-        }
+    for row in &table.rows {
+        let row_name = match row.examples.strip_prefix("noise ") {
+            Some(stddev) => format!("Gaussian noise, stddev {stddev}"),
+            None => format!("{} (distortion {:.3})", name_of(&row.examples), row.distortion),
+        };
+        let cells: Vec<String> = ids
+            .iter()
+            .zip(&row.error_rates)
+            .map(|(col_id, rate)| {
+                let quote = quoted.iter().find(|(r, c, _)| *r == row.examples && c == col_id).map(|(_, _, q)| format!(" ({q})")).unwrap_or_default();
+                format!("{:.1}%{quote}", rate * 100.0)
+            })
+            .collect();
         println!("| {row_name} | {} |", cells.join(" | "));
     }
     Ok(())
 }
 
 fn table3(args: &Args) -> Result<()> {
-    use blindspot::paper;
-    let (n, seed, pack, threads) = table_args(args)?;
+    let (n, seed, pack) = table_args(args)?;
+    let ids: Vec<String> = ["fc100-100-10-p1", "fc123-456-10-p1", "fc100-100-10-p2"].map(String::from).to_vec();
     let models = manifest()?;
-    let (source, _) = load_by_id(&models, "fc100-100-10-p1")?;
-    let (other_net, _) = load_by_id(&models, "fc123-456-10-p1")?;
-    let (other_data, _) = load_by_id(&models, "fc100-100-10-p2")?;
-    let options = blindspot::attack::lbfgs::Options::default();
-    let run = paper::average_distortion(&source, &pack, n, seed, &options, threads)?;
-    let labels: Vec<usize> = run.attacks.iter().map(|a| a.label).collect();
-    let plain: Vec<Vec<f32>> = run.attacks.iter().map(|a| a.adversarial.clone()).collect();
-    let amplified: Vec<Vec<f32>> = run.attacks.iter().map(|a| paper::amplified(&pack.input(a.digit), &a.adversarial, 0.1)).collect();
-    let noise = paper::noisy(&pack, n, 0.1, &mut blindspot::rng::Rng(seed));
-    println!("Examples made for FC100-100-10 trained on P1 (first 30,000 training digits), {} test digits; error rate induced, the paper's figure in brackets.\n", labels.len());
+    let lab = Lab::new();
+    for id in &ids {
+        lab_load(&lab, &models, id)?;
+    }
+    let Response::TransferTable(table) = ask_table(&lab, 3, &ids, &pack, n, seed)? else {
+        unreachable!("Table 3 is answered with a transfer table")
+    };
+    println!("Examples made for FC100-100-10 trained on P1 (first 30,000 training digits), {} test digits; error rate induced, the paper's figure in brackets.\n", table.digits);
     println!("| examples | distortion | FC100-100-10 (P1) | FC123-456-10 (P1) | FC100-100-10' (P2) |");
     println!("|---|---:|---:|---:|---:|");
-    let mean_distortion = |images: &[Vec<f32>]| -> f64 {
-        images.iter().zip(&run.attacks).map(|(x, a)| blindspot::attack::metrics::distortion(&pack.input(a.digit), x)).sum::<f64>() / images.len().max(1) as f64
-    };
     // the paper's Tables 3-4 as quoted (models/models.json): per row, a figure per column model
     let quoted = quoted_tables()?;
     let figures = |id: &str| -> Vec<String> {
@@ -484,16 +486,14 @@ fn table3(args: &Args) -> Result<()> {
         let row = rows.into_iter().find(|r| r["id"] == id).unwrap_or_default();
         (0..3).map(|k| text(&row["figures"][k])).map(|q| if q.is_empty() { q } else { format!(" ({q})") }).collect()
     };
-    for (name, images, quotes) in [
-        ("adversarial", &plain, figures("adversarial")),
-        ("amplified to distortion 0.1", &amplified, figures("amplified")),
-        ("Gaussian noise, stddev 0.1", &noise, figures("noise")),
-    ] {
-        let mut cells = vec![];
-        for (model, quote) in [&source, &other_net, &other_data].into_iter().zip(quotes) {
-            cells.push(format!("{:.1}%{quote}", paper::error_rate(model, images, &labels)? * 100.0));
-        }
-        println!("| {name} | {:.3} | {} |", mean_distortion(images), cells.join(" | "));
+    for row in &table.rows {
+        let (name, quotes) = match row.examples.as_str() {
+            "adversarial" => ("adversarial", figures("adversarial")),
+            "amplified" => ("amplified to distortion 0.1", figures("amplified")),
+            _ => ("Gaussian noise, stddev 0.1", figures("noise")),
+        };
+        let cells: Vec<String> = row.error_rates.iter().zip(quotes).map(|(rate, quote)| format!("{:.1}%{quote}", rate * 100.0)).collect();
+        println!("| {name} | {:.3} | {} |", row.distortion, cells.join(" | "));
     }
     Ok(())
 }

@@ -246,6 +246,59 @@ fn gradients_and_the_stateless_requests_answer_what_the_core_answers() {
     assert_eq!(short.to_string(), "bad input: 0 labels for 1 images");
 }
 
+/// The `table` request (what `blindspot table1/2/3` ask) against the page's own way to a table:
+/// a cell at a time, from `attack`, `transfer` and `paperNoise` requests.
+#[test]
+fn the_table_request_is_the_tables_cell_by_cell() {
+    let lab = Lab::new();
+    load(&lab, "a", "fc10-1");
+    load(&lab, "b", "fc100-100-10");
+    let digits = pack();
+    let pack_bytes = std::fs::read(format!("{ROOT}/models/data/mnist-test-1k.bin")).unwrap();
+    let n = 3;
+    let one = ask(&lab, 1, "table", json!({ "table": 1, "keys": ["a"], "pack": pack_bytes, "n": n })).unwrap();
+    let row = &one[0];
+    assert_eq!(row["digits"], json!(n));
+    let mut adversarial = vec![];
+    for i in 0..n {
+        let label = digits.labels[i] as usize;
+        let target = blindspot::paper::target_for(label, i, blindspot::paper::SEED, 10);
+        let single = ask(&lab, 2, "attack", json!({ "key": "a", "pixels": digits.input(i), "target": target })).unwrap();
+        let cell = &row["attacks"][i];
+        assert_eq!((cell["digit"].clone(), cell["label"].clone(), cell["target"].clone()), (json!(i), json!(label), json!(target)));
+        assert_eq!(cell["success"], single["success"], "digit {i}");
+        assert_eq!(cell["distortion"], single["distortion"], "digit {i}");
+        assert!(cell.get("adversarial").is_none(), "a table does not carry the examples");
+        adversarial.push(floats(&single["adversarial"]));
+    }
+    let successes = (0..n).filter(|&i| row["attacks"][i]["success"] == json!(true)).count();
+    assert_eq!(row["successes"], json!(successes));
+
+    let two = ask(&lab, 3, "table", json!({ "table": 2, "keys": ["a", "b"], "pack": pack_bytes, "n": n })).unwrap();
+    let rows = two["rows"].as_array().unwrap();
+    let examples: Vec<&str> = rows.iter().map(|r| r["examples"].as_str().unwrap()).collect();
+    assert_eq!(examples, ["a", "b", "noise 0.1", "noise 0.3"]);
+    let labels: Vec<usize> = (0..n).map(|i| digits.labels[i] as usize).collect();
+    for (col, key) in ["a", "b"].iter().enumerate() {
+        let cell = ask(&lab, 4, "transfer", json!({ "key": key, "images": adversarial, "labels": labels })).unwrap();
+        assert_eq!(rows[0]["errorRates"][col], cell["errorRate"], "examples made for a, fed to {key}");
+    }
+    assert_eq!(rows[0]["distortion"], row["meanDistortion"]);
+    let originals: Vec<Vec<f32>> = (0..n).map(|i| digits.input(i)).collect();
+    let noise = ask(&lab, 5, "paperNoise", json!({ "images": originals, "stddevs": [0.1, 0.3] })).unwrap();
+    for (k, stddev) in ["noise 0.1", "noise 0.3"].iter().enumerate() {
+        let cell = ask(&lab, 6, "transfer", json!({ "key": "b", "images": noise[k], "labels": labels })).unwrap();
+        assert_eq!(rows[2 + k]["errorRates"][1], cell["errorRate"], "{stddev}, fed to b");
+    }
+
+    let e = ask(&lab, 7, "table", json!({ "table": 3, "keys": ["a", "b"], "pack": pack_bytes, "n": n })).unwrap_err();
+    assert!(e.to_string().contains("Table 3 takes three models"), "{e}");
+    let e = ask(&lab, 8, "table", json!({ "table": 5, "keys": ["a"], "pack": pack_bytes, "n": n })).unwrap_err();
+    assert!(e.to_string().contains("there is no Table 5 to compute here: ask for 1, 2 or 3"), "{e}");
+    let e = ask(&lab, 9, "table", json!({ "table": 1, "keys": ["nowhere"], "pack": pack_bytes, "n": n })).unwrap_err();
+    assert!(e.to_string().contains("no model \"nowhere\" is loaded here"), "{e}");
+}
+
 #[test]
 fn a_request_the_protocol_does_not_know_is_refused_by_name() {
     let unknown = serde_json::from_value::<Request>(json!({ "clasify": { "key": "m" } })).unwrap_err().to_string();

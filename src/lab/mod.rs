@@ -261,6 +261,7 @@ impl Lab {
                         .collect(),
                 )
             }
+            R::Table { table, keys, pack, n, seed } => self.table(table, &keys, &pack, n, seed)?,
             R::Lipschitz { key } => Response::Lipschitz(lipschitz(&*self.entry(&key)?, host)?),
             R::Tensors { key } => Response::Tensors(
                 crate::units::named_tensors(&self.entry(&key)?.classifier)
@@ -311,6 +312,42 @@ impl Lab {
                 }
                 let entry = self.entry(&key)?;
                 Response::Bench(self.bench(&entry, &pixels, Duration::from_secs_f64(ms / 1000.0), detected).await?)
+            }
+        })
+    }
+
+    /// The `table` request: [`crate::paper`]'s Tables 1-3 for loaded models, on every core
+    /// natively (the page's worker has one thread).
+    fn table(&self, table: u8, keys: &[String], pack: &[u8], n: usize, seed: u64) -> Result<Response> {
+        use crate::paper;
+        let pack = crate::DigitPack::parse(pack)?;
+        let entries = keys.iter().map(|k| self.entry(k)).collect::<Result<Vec<_>>>()?;
+        let models: Vec<&Classifier> = entries.iter().map(|e| &*e.classifier).collect();
+        let options = crate::attack::lbfgs::Options::default();
+        #[cfg(not(target_arch = "wasm32"))]
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        #[cfg(target_arch = "wasm32")]
+        let threads = 1;
+        Ok(match (table, models.as_slice()) {
+            (_, []) => return Err(Error::Input("a table needs at least one loaded model: give their keys".into())),
+            (1, _) => Response::Distortions(
+                models.iter().map(|m| paper::average_distortion(m, &pack, n, seed, &options, threads)).collect::<Result<_>>()?,
+            ),
+            (2, _) => {
+                let named: Vec<(&str, &Classifier)> = keys.iter().map(String::as_str).zip(models.iter().copied()).collect();
+                Response::TransferTable(paper::table2(&named, &pack, n, seed, &options, threads)?)
+            }
+            (3, [source, _, _]) => Response::TransferTable(paper::table3(source, &models, &pack, n, seed, &options, threads)?),
+            (3, _) => {
+                return Err(Error::Input(format!(
+                    "Table 3 takes three models (the source FC100-100-10 on P1, another architecture on P1, the same on P2), not {}",
+                    models.len()
+                )))
+            }
+            (other, _) => {
+                return Err(Error::Input(format!(
+                    "there is no Table {other} to compute here: ask for 1, 2 or 3 (Table 5 is the lipschitz request)"
+                )))
             }
         })
     }

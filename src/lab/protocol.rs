@@ -146,6 +146,22 @@ pub enum Request {
         ms: f64,
         detected: Option<Detected>,
     },
+    /// The paper's Table `table` (1, 2 or 3) over the first `n` digits of the digit pack `pack`
+    /// (its file's bytes) for the loaded models `keys`, computed as `blindspot table1/2/3` does
+    /// (which asks this): Table 1 a row per model; Table 2 the examples made for each model, and
+    /// Gaussian noise, fed to each; Table 3 `keys` = [the source (FC100-100-10 on P1), another
+    /// architecture on P1, the same on P2]. The page's tour asks the cells one by one instead, to
+    /// spread them over its workers.
+    Table {
+        table: u8,
+        keys: Vec<String>,
+        #[serde(with = "serde_bytes")]
+        pack: Vec<u8>,
+        #[serde(default = "defaults::table_n")]
+        n: usize,
+        #[serde(default = "defaults::paper_seed")]
+        seed: u64,
+    },
 }
 
 /// The values a request takes for the fields it leaves out: the CLI's.
@@ -179,6 +195,9 @@ mod defaults {
     }
     pub fn bench_ms() -> f64 {
         1000.0
+    }
+    pub fn table_n() -> usize {
+        1000
     }
 }
 
@@ -262,6 +281,8 @@ pub enum Response {
     Ranking(Ranking),
     Maximised(Maximised),
     Bench(Bench),
+    Distortions(Vec<crate::paper::DistortionRow>),
+    TransferTable(crate::paper::TransferTable),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
