@@ -12,7 +12,7 @@ pub fn mnist_like(pixels: &[f32], w: usize, h: usize) -> Vec<f32> {
     const SIDE: usize = 28;
     const FIT: f64 = 20.0;
     let mut out = vec![0f32; SIDE * SIDE];
-    if pixels.len() != w * h {
+    if w.checked_mul(h) != Some(pixels.len()) {
         return out;
     }
     let ink = |x: usize, y: usize| pixels[y * w + x] > 0.05;
@@ -59,13 +59,32 @@ pub fn mnist_like(pixels: &[f32], w: usize, h: usize) -> Vec<f32> {
     out
 }
 
+/// The most pixels an image handed to the core may have: what the page decodes (64 megapixels).
+pub const MAX_PIXELS: u64 = 64 << 20;
+
+/// Refuses an image of `w` x `h` that is empty, larger than [`MAX_PIXELS`], or whose `len`
+/// values (`per_pixel` a pixel, `what` they are) do not make it.
+pub fn check_size(w: usize, h: usize, len: u64, per_pixel: u64, what: &str) -> crate::Result<()> {
+    let pixels = (w as u64).checked_mul(h as u64).filter(|&p| p > 0 && p <= MAX_PIXELS).ok_or_else(|| {
+        crate::Error::Input(format!(
+            "an image of {w}x{h} is empty or larger than blindspot reads (at most {} megapixels): scale it down and try again",
+            MAX_PIXELS >> 20
+        ))
+    })?;
+    if len != pixels * per_pixel {
+        return Err(crate::Error::Input(format!(
+            "an image of {w}x{h} needs {} {what}, not {len}: draw or pick it again (reload the page if it repeats)",
+            pixels * per_pixel
+        )));
+    }
+    Ok(())
+}
+
 /// An RGBA photo or scan of a digit (`w` x `h`, 8-bit) as an MNIST-style digit: luminance, turned
 /// so that ink is high (dark ink on a light page is inverted, judged by the border), the paper's
 /// level subtracted and the ink stretched to reach 1, then [`mnist_like`].
 pub fn mnist_from_rgba(rgba: &[u8], w: usize, h: usize) -> crate::Result<Vec<f32>> {
-    if w == 0 || h == 0 || rgba.len() != w * h * 4 {
-        return Err(crate::Error::Input(format!("an image of {w}x{h} needs {} RGBA bytes, not {}", w * h * 4, rgba.len())));
-    }
+    check_size(w, h, rgba.len() as u64, 4, "RGBA bytes")?;
     let grey: Vec<f32> = rgba
         .chunks_exact(4)
         .map(|p| {
@@ -100,9 +119,7 @@ pub fn mnist_from_rgba(rgba: &[u8], w: usize, h: usize) -> crate::Result<Vec<f32
 /// plane (colour averaged) when `channels` is 1, R, G and B planes when it is 3; alpha ignored.
 pub fn planes_from_rgba(rgba: &[u8], w: usize, h: usize, channels: usize) -> crate::Result<Vec<f32>> {
     use crate::Error;
-    if rgba.len() != w * h * 4 {
-        return Err(Error::Input(format!("{} RGBA bytes do not make a {w}x{h} image", rgba.len())));
-    }
+    check_size(w, h, rgba.len() as u64, 4, "RGBA bytes")?;
     match channels {
         1 => Ok(rgba.chunks(4).map(|p| (p[0] as f32 + p[1] as f32 + p[2] as f32) / (3.0 * 255.0)).collect()),
         3 => Ok((0..3).flat_map(|c| rgba.chunks(4).map(move |p| p[c] as f32 / 255.0)).collect()),

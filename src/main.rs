@@ -282,7 +282,7 @@ fn attack(args: &Args) -> Result<()> {
     let goal = match target {
         "any" => Goal::Untargeted { label: model.classify(&x)?.label },
         k => Goal::Target(k.parse().ok().filter(|&k| k < model.classes()).ok_or_else(|| {
-            Error::Input(format!("--target \"{k}\" is not a class (0..{}) or \"any\"", model.classes() - 1))
+            Error::Input(format!("--target \"{k}\" is not a class of this model: give one from 0 to {}, or \"any\"", model.classes() - 1))
         })?),
     };
     let method = args.option("method").unwrap_or("lbfgs");

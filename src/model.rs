@@ -138,7 +138,7 @@ impl Classifier {
         self.typed
             .find_outlet_label(tensor)
             .or_else(|| self.typed.node_id_by_name(tensor).ok().map(|id| OutletId::new(id, 0)))
-            .ok_or_else(|| Error::Input(format!("the graph has no tensor named \"{tensor}\"")))
+            .ok_or_else(|| Error::Input(format!("the graph has no tensor named \"{tensor}\": {}", crate::units::PICK_A_TENSOR)))
     }
 
     /// The gradient graph of `objective` over this model (see [`crate::grad`]).
@@ -551,14 +551,19 @@ fn declared_shape(model: &InferenceModel) -> Result<Vec<usize>> {
 fn classes_of(model: &TypedModel, outlet: OutletId, batch: usize) -> Result<usize> {
     let fact = model.outlet_fact(outlet).map_err(|e| Error::Model(chain(&e)))?;
     let dims: Option<Vec<usize>> = fact.shape.as_concrete().map(|d| d.to_vec());
-    let dims = dims.ok_or_else(|| Error::Model("the output shape is not fixed".into()))?;
+    let name = crate::output::outlet_name(model, outlet);
+    let fix = "re-export it with a fixed [N, classes] float32 score output";
+    let dims = dims.ok_or_else(|| Error::Model(format!("the shape of output \"{name}\" is not fixed: {fix}")))?;
     if fact.datum_type != f32::datum_type() {
-        return Err(Error::Model(format!("the output is {:?}, not float32 scores", fact.datum_type)));
+        return Err(Error::Model(format!(
+            "output \"{name}\" is {:?}, not float32 scores: {fix} (a float64 model: cast its output to float32)",
+            fact.datum_type
+        )));
     }
     let total: usize = dims.iter().product();
     if total == 0 || !total.is_multiple_of(batch) || dims.first() != Some(&batch) && batch != 1 {
         return Err(Error::Model(format!(
-            "the output shape {dims:?} is not one score vector per image (batch {batch})"
+            "output \"{name}\" has shape {dims:?}, not one score vector per image (batch {batch}): {fix}"
         )));
     }
     Ok(total / batch)

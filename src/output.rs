@@ -95,7 +95,9 @@ pub fn choose(model: &TypedModel, batch: usize) -> Result<OutletId> {
     match candidates.as_slice() {
         [one] => Ok(*one),
         [] => Err(Error::Model(format!(
-            "this graph has no class-score output: none of its outputs {} is a float32 vector of scores per image",
+            "this graph has no class-score output: none of its outputs {} is a float32 vector of scores per image; \
+             re-export it so that one output is float32 scores [N, classes] (a float64 model: cast to float32; \
+             skl2onnx: options={{'zipmap': False}})",
             outputs.iter().map(describe).collect::<Vec<_>>().join(", ")
         ))),
         many => Err(Error::Model(format!(

@@ -67,7 +67,10 @@ pub struct Probe {
 impl Probe {
     pub fn new(model: &Classifier, tensor: &str) -> Result<Probe> {
         if model.batch() != 1 {
-            return Err(Error::Input(format!("activations need a model loaded one image at a time, not {}", model.batch())));
+            return Err(Error::Input(format!(
+                "activations need a model loaded one image at a time, not {}: load it with input shape [1, ...]",
+                model.batch()
+            )));
         }
         let outlet = model.named_outlet(tensor)?;
         let mut graph = model.typed_graph().clone();
@@ -106,10 +109,16 @@ impl Probe {
     }
 }
 
+/// What to do about a tensor name the graph does not have.
+pub(crate) const PICK_A_TENSOR: &str = "pick one from the layer list (the CLI's `blindspot units MODEL` lists them)";
+
 /// The unit direction e_i of a tensor of `len` values.
 pub fn unit(len: usize, i: usize) -> Result<Vec<f32>> {
     if i >= len {
-        return Err(Error::Input(format!("unit {i} is not in the tensor (0..{})", len.saturating_sub(1))));
+        return Err(Error::Input(format!(
+            "unit {i} is not in the tensor, which has {len} units (0 to {}): pick a smaller unit",
+            len.saturating_sub(1)
+        )));
     }
     let mut v = vec![0.0; len];
     v[i] = 1.0;

@@ -87,7 +87,12 @@ impl Lab {
         let lab = Rc::clone(&self.inner);
         wasm_bindgen_futures::future_to_promise(async move {
             let request: Request = serde_wasm_bindgen::from_value(request)
-                .map_err(|e| JsError::new(&format!("bad request: {e}")))?;
+                .map_err(|e| {
+                    JsError::new(&format!(
+                        "the page sent a request this version of blindspot does not read ({e}): reload the page \
+                         (an offline copy may be out of date)"
+                    ))
+                })?;
             let host = Worker { progress, pause };
             let response = lab.answer(id as u64, request, &host).await.map_err(|e| JsError::new(&e.to_string()))?;
             response

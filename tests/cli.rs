@@ -69,7 +69,7 @@ fn grad_refuses_bad_arguments_clearly() {
     assert!(err.contains("grad needs --target K"), "{err}");
     let (ok, _, err) = blindspot(&["grad", "models/cnn.onnx", &input, "--target", "10"]);
     assert!(!ok);
-    assert!(err.contains("target 10 is not a class (0..9)"), "{err}");
+    assert!(err.contains("target 10 is not a class of this model: pick one from 0 to 9"), "{err}");
     let (ok, _, err) = blindspot(&["grad", "models/cnn.onnx", &input, "--target", "1", "--objective", "hinge"]);
     assert!(!ok);
     assert!(err.contains("unknown objective \"hinge\""), "{err}");

@@ -77,7 +77,13 @@ fn projection_of_a_named_tensor() {
     let worst = finite_differences(&grad, &x, &v, 1e-6, Some(&(300..340).collect::<Vec<_>>())).unwrap();
     assert!(worst.error <= 1e-4, "{worst:?}");
     let e = model.gradient(&Objective::Projection { tensor: "nowhere".into() }).unwrap_err();
-    assert_eq!(e, Error::Input("the graph has no tensor named \"nowhere\"".into()));
+    assert_eq!(
+        e,
+        Error::Input(
+            "the graph has no tensor named \"nowhere\": pick one from the layer list (the CLI's `blindspot units MODEL` lists them)"
+                .into()
+        )
+    );
 }
 
 #[test]

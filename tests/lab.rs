@@ -81,9 +81,30 @@ fn hostile_numbers_in_requests_are_refused_or_answered_not_panics() {
         let e = ask(&lab, 2, "bench", json!({ "key": "m", "pixels": pixels, "ms": ms })).unwrap_err();
         assert!(matches!(e, Error::Input(_)) && e.to_string().contains("a benchmark runs for 1 to 60000 ms"), "{ms}: {e}");
     }
-    // a drawing of 10 values said to be 28x28: a blank digit, as for a drawing without ink
-    let blank = ask(&lab, 3, "mnistLike", json!({ "pixels": vec![1.0; 10], "width": 28, "height": 28 })).unwrap();
-    assert_eq!(floats(&blank), vec![0.0; 784]);
+    // a drawing of 10 values said to be 28x28, and sizes whose product overflows or is empty
+    let e = ask(&lab, 3, "mnistLike", json!({ "pixels": vec![1.0; 10], "width": 28, "height": 28 })).unwrap_err();
+    assert!(e.to_string().contains("an image of 28x28 needs 784 grey values, not 10"), "{e}");
+    for (op, w, h) in [("mnistLike", 65536u64, 65536u64), ("mnistFromRgba", 1 << 30, 1), ("mnistFromRgba", 0, 5)] {
+        let field = if op == "mnistLike" { "pixels" } else { "rgba" };
+        let e = ask(&lab, 3, op, json!({ field: [], "width": w, "height": h })).unwrap_err();
+        assert!(e.to_string().contains("is empty or larger than blindspot reads (at most 64 megapixels)"), "{op} {w}x{h}: {e}");
+    }
+    let e = ask(&lab, 3, "planes", json!({ "rgba": [], "width": 1u64 << 31, "height": 1u64 << 31, "channels": 3 })).unwrap_err();
+    assert!(e.to_string().contains("larger than blindspot reads"), "{e}");
+    // numbers out of their range in the paper's helpers and the baselines
+    for (op, payload, message) in [
+        ("paperTargets", json!({ "labels": [3], "indices": [0], "classes": 1 }), "targets need at least 2 classes, not 1"),
+        ("paperTargets", json!({ "labels": [12], "indices": [0] }), "label 12 is not one of the 10 classes"),
+        ("amplified", json!({ "originals": [[0.5, 0.5]], "adversarials": [[0.5]], "to": 0.1 }), "each example needs an original of its size"),
+        ("amplified", json!({ "originals": [[0.5]], "adversarials": [[0.6]], "to": -1.0 }), "must be a finite number of at least 0, not -1"),
+        ("paperNoise", json!({ "images": [[0.5]], "stddevs": [0.1, -0.3] }), "a standard deviation must be a finite number of at least 0, not -0.3"),
+        ("baseline", json!({ "key": "m", "pixels": pixels, "target": 3, "epsilon": 0.1, "steps": 1_000_000 }), "PGD runs at most 10000 steps"),
+        ("gradient", json!({ "key": "m", "objective": "ce", "pixels": pixels, "target": 12 }), "target 12 is not a class of this model: pick one from 0 to 9"),
+        ("gradient", json!({ "key": "m", "objective": "ce", "pixels": [0.5], "target": 1 }), "the image has 1 values but the model takes 784"),
+    ] {
+        let e = ask(&lab, 5, op, payload).unwrap_err();
+        assert!(matches!(e, Error::Input(_)) && e.to_string().contains(message), "{op}: {e}");
+    }
     // and the lab still answers
     assert!(ask(&lab, 4, "classify", json!({ "key": "m", "pixels": pixels })).is_ok());
 }

@@ -73,7 +73,7 @@ fn random_directions_are_unit_length_seeded_and_differ_by_seed() {
     assert!((norm - 1.0).abs() < 1e-6);
     assert_eq!(a, units::random_direction(128, 1));
     assert_ne!(a, units::random_direction(128, 2));
-    assert!(units::unit(10, 10).unwrap_err().to_string().contains("unit 10 is not in the tensor (0..9)"));
+    assert!(units::unit(10, 10).unwrap_err().to_string().contains("unit 10 is not in the tensor, which has 10 units (0 to 9): pick a smaller unit"));
 }
 
 #[test]

@@ -729,7 +729,7 @@ async function main() {
       fetchOnce('models/data/mnist-test-1k.bin'),
     ]);
     state.models = shipped.models;
-    state.pack = parseDigitPack(packBytes);
+    state.pack = parseDigitPack(packBytes, 'models/data/mnist-test-1k.bin');
     const digit = Number(params.get('digit'));
     state.digit = Number.isInteger(digit) && digit >= 0 && digit < state.pack.count ? digit : 0;
     const linked = params.has('image') ? pixelsFromParam(params.get('image'), state.pack.rows * state.pack.cols) : null;

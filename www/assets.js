@@ -30,7 +30,7 @@ export async function fetchBytes(path) {
     // offline with nothing cached, or the server gone: fetch only says "Failed to fetch"
     throw new Error(`${path} could not be fetched (${e.message}): check the connection, or that the site is still served, and reload`);
   }
-  if (!response.ok) throw new Error(`${path}: ${response.status} ${response.statusText || 'not found'}`);
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${response.statusText || 'not found'}; this site is missing the file: reload, or open the hosted site`);
   if (gzipped.has(path) && inline[path]) {
     return new Response(response.body.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();
   }

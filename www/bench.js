@@ -294,7 +294,7 @@ async function main() {
   }
   await init();
   lab = new Lab();
-  const digits = parseDigitPack((await fetchBytes('../models/data/mnist-test-1k.bin')).buffer);
+  const digits = parseDigitPack((await fetchBytes('../models/data/mnist-test-1k.bin')).buffer, 'models/data/mnist-test-1k.bin');
   const gpu = params.has('webgpu') ? await gpuAdapter() : { reason: 'not asked for (?webgpu)' };
   results.machine = {
     userAgent: navigator.userAgent, cores: navigator.hardwareConcurrency, webgpu: gpu.name ?? gpu.reason,

@@ -198,6 +198,13 @@ export class PanelLab {
     this.mine.set(id, worker);
     try {
       return await promise;
+    } catch (e) {
+      // a trap: the pool has put a new worker in its place (crashed() above), so the way out is
+      // to ask again
+      if (/^internal error/.test(e.message)) {
+        throw new Error(`${e.message}; blindspot's worker was restarted: try again, or pick another model (and report it if it repeats)`);
+      }
+      throw e;
     } finally {
       this.mine.delete(id);
     }

@@ -49,7 +49,7 @@ async function download(model, onProgress) {
   const hit = await cache?.match(url);
   if (hit) return { bytes: await hit.arrayBuffer(), cached: true };
   const response = await fetch(url);
-  if (!response.ok) throw new Error(`${model.file}: ${response.status} ${response.statusText || ''}`.trim());
+  if (!response.ok) throw new Error(`${model.file}: ${response.status} ${response.statusText || ''}: this site is missing the file; reload, or open the hosted site`);
   // the manifest's size, not Content-Length: a server that compresses sends fewer bytes
   const reader = response.body.getReader();
   const bytes = new Uint8Array(model.bytes);
@@ -392,7 +392,7 @@ async function readLabels(file) {
   if (/\.json$/i.test(file.name) || /^\s*[[{]/.test(text)) {
     const json = JSON.parse(text);
     const names = Array.isArray(json) ? json : (json.names ?? json.labels ?? Object.values(json));
-    if (!Array.isArray(names)) throw new Error(`${file.name} holds no list of names`);
+    if (!Array.isArray(names)) throw new Error(`${file.name} holds no list of names: give a JSON list, or one name per line`);
     return names.map(String);
   }
   return text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
@@ -474,12 +474,13 @@ async function applySettings() {
     const started = performance.now();
     const info = await photos.lab.load(id, user.bytes.slice(0), undefined, query);
     if (info.inputShape.length !== 4 || info.inputShape[1] !== 3) {
-      throw new Error(`its input is [${info.inputShape.join(', ')}] with these settings; this section takes colour images`);
+      throw new Error(`its input is [${info.inputShape.join(', ')}] with these settings; this section takes colour images: `
+        + 'set the layout so that the channel axis has 3, or drop a grey 28x28 classifier in the digit lab above');
     }
     const file = $('pre-labels').files[0];
     const named = file ? await readLabels(file) : null;
     if (named && named.length !== info.classes) {
-      throw new Error(`${file.name} names ${named.length} classes; the model has ${info.classes}`);
+      throw new Error(`${file.name} names ${named.length} classes; the model has ${info.classes}: give one name per class, or no labels file`);
     }
     if (!inlined && photos.shipped) await loadPhotoList().catch(() => {});
     photos.model = { id, name: user.name, local: true, preprocessing: query, input: { shape: info.inputShape } };

@@ -97,7 +97,7 @@ async function compute() {
     root.dataset.model = m.id;
     root.dataset.state = 'done';
   } catch (e) {
-    status.textContent = `failed: ${e.message}`;
+    status.textContent = `${m.name}: Table 5 could not be computed: ${e.message}; pick another model`;
     root.dataset.state = 'error';
   } finally {
     panel.busy = false;

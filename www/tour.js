@@ -48,7 +48,7 @@ const tour = {
 const model = (id) => tour.manifest.find((m) => m.id === id) ?? { id, name: id, file: `${id}.onnx` };
 
 async function pack() {
-  tour.pack ??= parseDigitPack(await fetchOnce('models/data/mnist-test-1k.bin'));
+  tour.pack ??= parseDigitPack(await fetchOnce('models/data/mnist-test-1k.bin'), 'models/data/mnist-test-1k.bin');
   return tour.pack;
 }
 
@@ -190,7 +190,7 @@ async function start(api, job) {
     api.part.dataset.state = 'done';
   } catch (e) {
     const cancelled = token.cancelled || e.message === 'cancelled';
-    api.status.textContent = cancelled ? 'cancelled' : `failed: ${e.message}`;
+    api.status.textContent = cancelled ? 'cancelled' : `failed: ${e.message}; run it again (a smaller N is quicker)`;
     api.part.dataset.state = cancelled ? 'cancelled' : 'error';
   } finally {
     tour.busy = null;

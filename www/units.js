@@ -28,7 +28,11 @@ function status(text, fraction = null) {
 }
 
 async function pack(set) {
-  if (!units.packs.has(set)) units.packs.set(set, fetchOnce(PACKS[set]).then(parseDigitPack));
+  if (!units.packs.has(set)) {
+    const loading = fetchOnce(PACKS[set]).then((bytes) => parseDigitPack(bytes, PACKS[set]));
+    loading.catch(() => units.packs.delete(set)); // a failed fetch is tried again next time
+    units.packs.set(set, loading);
+  }
   return units.packs.get(set);
 }
 

@@ -133,7 +133,7 @@ impl Search {
         let lbfgs = lbfgsb::Options {
             memory: options.memory,
             max_iterations: options.max_iterations,
-            max_evaluations: options.max_iterations * 20,
+            max_evaluations: options.max_iterations.saturating_mul(20),
             ..Default::default()
         };
         let (schedule, c) = Schedule::new(options);

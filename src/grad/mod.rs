@@ -80,7 +80,7 @@ impl GradientModel {
     pub fn one_hot(&self, target: usize) -> Result<Vec<f32>> {
         let len: usize = self.parameter_shape.iter().product();
         if target >= len {
-            return Err(Error::Input(format!("target {target} is not a class (0..{})", len - 1)));
+            return Err(Error::Input(format!("target {target} is not a class of this model: pick one from 0 to {}", len - 1)));
         }
         let mut t = vec![0.0; len];
         t[target] = 1.0;

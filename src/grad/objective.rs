@@ -114,7 +114,7 @@ fn projection(b: &mut Backward, tensor: &str) -> TractResult<Seeded> {
     let id = b
         .model()
         .node_id_by_name(node)
-        .map_err(|_| Error::Input(format!("the graph has no tensor named \"{tensor}\"")))?;
+        .map_err(|_| Error::Input(format!("the graph has no tensor named \"{tensor}\": {}", crate::units::PICK_A_TENSOR)))?;
     projection_at(b, OutletId::new(id, slot))
 }
 

@@ -196,6 +196,10 @@ impl Lab {
                 Response::Attack(self.attack(id, &entry, &pixels, target, &options, host).await?)
             }
             R::Baseline { key, pixels, target, epsilon, steps, l2 } => {
+                // PGD runs to the end (no pause between steps): a bound keeps the worker answering
+                if steps > 10_000 {
+                    return Err(Error::Input(format!("PGD runs at most 10000 steps, not {steps}")));
+                }
                 let entry = self.entry(&key)?;
                 let goal = entry.goal(&pixels, target)?;
                 let classifier = &entry.classifier;
@@ -214,7 +218,10 @@ impl Lab {
                 let outcome = baselines::noise_of_distortion(&entry.classifier, &pixels, goal, distortion, &mut rng)?;
                 Response::Attack(protocol::Attack::new(outcome, None))
             }
-            R::MnistLike { pixels, width, height } => Response::Pixels(crate::image::mnist_like(&pixels, width, height)),
+            R::MnistLike { pixels, width, height } => {
+                crate::image::check_size(width, height, pixels.len() as u64, 1, "grey values")?;
+                Response::Pixels(crate::image::mnist_like(&pixels, width, height))
+            }
             R::MnistFromRgba { rgba, width, height } => Response::Pixels(crate::image::mnist_from_rgba(&rgba, width, height)?),
             R::Planes { rgba, width, height, channels } => {
                 Response::Pixels(crate::image::planes_from_rgba(&rgba, width, height, channels)?)
@@ -230,14 +237,25 @@ impl Lab {
                 if labels.len() != indices.len() {
                     return Err(Error::Input(format!("{} labels for {} digits", labels.len(), indices.len())));
                 }
-                let classes = classes.max(2);
+                if classes < 2 {
+                    return Err(Error::Input(format!("targets need at least 2 classes, not {classes}")));
+                }
+                if let Some(bad) = labels.iter().find(|&&l| l >= classes) {
+                    return Err(Error::Input(format!("label {bad} is not one of the {classes} classes")));
+                }
                 Response::Classes(
                     indices.iter().zip(&labels).map(|(&i, &label)| crate::paper::target_for(label, i, seed, classes)).collect(),
                 )
             }
-            R::Amplified { originals, adversarials, to } => Response::Images(
-                originals.iter().zip(&adversarials).map(|(x, a)| crate::paper::amplified(x, a, to)).collect(),
-            ),
+            R::Amplified { originals, adversarials, to } => {
+                if originals.len() != adversarials.len() || originals.iter().zip(&adversarials).any(|(x, y)| x.len() != y.len()) {
+                    return Err(Error::Input("each example needs an original of its size".into()));
+                }
+                if !(to.is_finite() && to >= 0.0) {
+                    return Err(Error::Input(format!("the distortion to amplify to must be a finite number of at least 0, not {to}")));
+                }
+                Response::Images(originals.iter().zip(&adversarials).map(|(x, a)| crate::paper::amplified(x, a, to)).collect())
+            }
             R::Distortion { originals, images } => {
                 if originals.len() != images.len() || originals.iter().zip(&images).any(|(x, y)| x.len() != y.len()) {
                     return Err(Error::Input("each image needs an original of its size".into()));
@@ -252,6 +270,9 @@ impl Lab {
                 Response::Transfer(protocol::Transfer { error_rate, labels })
             }
             R::PaperNoise { images, stddevs, seed } => {
+                if let Some(bad) = stddevs.iter().find(|s| !(s.is_finite() && **s >= 0.0)) {
+                    return Err(Error::Input(format!("a standard deviation must be a finite number of at least 0, not {bad}")));
+                }
                 // one seeded stream, stddev by stddev, as `blindspot table2` and `table3` draw it
                 let mut rng = crate::rng::Rng(seed);
                 Response::NoiseRows(
@@ -289,8 +310,13 @@ impl Lab {
                 let entry = self.entry(&key)?;
                 let sets = entry.activations.borrow();
                 let acts = sets
-                    .get(&(tensor.clone(), set))
-                    .ok_or_else(|| Error::Input(format!("no activations of \"{tensor}\" yet")))?;
+                    .get(&(tensor.clone(), set.clone()))
+                    .ok_or_else(|| {
+                        Error::Input(format!(
+                            "no activations of \"{tensor}\" over set \"{set}\" are kept here (the worker may have \
+                             restarted): compute them again (Find digits)"
+                        ))
+                    })?;
                 let len = acts.probe.tensor.len();
                 let ranked = |direction: Vec<f32>| -> Result<Vec<Ranked>> {
                     Ok(crate::units::top_k(&acts.values, len, &direction, k)?
@@ -453,11 +479,26 @@ impl Lab {
             Some(b) => b == Backend::Webgpu,
             None => entry.placement.borrow().backend == Backend::Webgpu,
         };
+        // a wrong input is the request's fault, not the GPU's: refused before either runs
+        if pixels.len() != entry.classifier.image_len() {
+            return Err(Error::Input(format!(
+                "the image has {} values but the model takes {}",
+                pixels.len(),
+                entry.classifier.image_len()
+            )));
+        }
+        if target >= entry.classifier.classes() {
+            return Err(Error::Input(format!(
+                "target {target} is not a class of this model: pick one from 0 to {}",
+                entry.classifier.classes() - 1
+            )));
+        }
         if on_gpu {
             let attempt = self.gpus.gradient(entry, objective, pixels, target).await;
             match attempt {
                 Ok(e) => return Ok(protocol::Gradient::new(e, Backend::Webgpu)),
                 Err(e) if backend.is_some() => return Err(e),
+                Err(e @ Error::Input(_)) => return Err(e),
                 Err(e) => entry.placement.borrow_mut().fall_back(&e),
             }
         }
@@ -490,6 +531,7 @@ impl Lab {
             match attempt {
                 Ok(outcome) => return Ok(protocol::Attack::new(outcome, Some(Backend::Webgpu))),
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
+                Err(e @ Error::Input(_)) => return Err(e),
                 Err(e) => entry.placement.borrow_mut().fall_back(&e),
             }
         }
