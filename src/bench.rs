@@ -25,13 +25,38 @@ impl Throughput {
 /// Calls per second of `run`, after one warm-up call, over at least `time`.
 pub fn rate(time: Duration, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
     run()?;
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < time || n < 3 {
+    let mut clock = Clock::start(time);
+    while clock.more() {
         run()?;
-        n += 1;
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
+    Ok(clock.per_second())
+}
+
+/// The timing of a rate, for a loop that calls `more` before each timed call (the lab's WebGPU
+/// rate awaits each call, so it cannot hand [`rate`] a closure): at least `time`, at least 3 calls.
+pub struct Clock {
+    time: Duration,
+    start: Instant,
+    calls: u64,
+}
+
+impl Clock {
+    /// Starts timing; the warm-up call is made before.
+    pub fn start(time: Duration) -> Clock {
+        Clock { time, start: Instant::now(), calls: 0 }
+    }
+
+    /// Whether another call is to be made (and counted).
+    pub fn more(&mut self) -> bool {
+        let more = self.start.elapsed() < self.time || self.calls < 3;
+        self.calls += u64::from(more);
+        more
+    }
+
+    /// Calls per second so far.
+    pub fn per_second(&self) -> f64 {
+        self.calls as f64 / self.start.elapsed().as_secs_f64()
+    }
 }
 
 /// Forward-only and forward + cross-entropy-gradient rates of `model` at `input`.

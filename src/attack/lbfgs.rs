@@ -172,6 +172,29 @@ impl Search {
         self.next(Some(evaluate))
     }
 
+    /// [`ask_with`](Self::ask_with) with `classifier` answering its classifications: the search
+    /// on the CPU up to its next progress report (`Ok(Some(p))`, where a caller may pause or
+    /// [`cancel`](Self::cancel)) or its end (`Ok(None)`, the outcome in [`finish`](Self::finish)).
+    /// [`attack`] and the lab's attack are loops over this step.
+    pub fn advance(&mut self, evaluate: &Evaluate, classifier: &Classifier) -> Result<Option<Progress>> {
+        loop {
+            match self.ask_with(evaluate) {
+                Ask::Gradient(_) => unreachable!("ask_with evaluates the loss itself"),
+                Ask::Classify(image) => self.tell_logits(classifier.classify(&image)?.logits),
+                Ask::Progress(p) => return Ok(Some(p)),
+                Ask::Done(_) => return Ok(None),
+            }
+        }
+    }
+
+    /// The outcome of a search that is over ([`Error::Cancelled`] if it was cancelled).
+    pub fn finish(self) -> Result<Outcome> {
+        match self.stage {
+            Stage::Done(result) => result,
+            _ => Err(Error::Run("the attack was asked for its outcome before it ended".into())),
+        }
+    }
+
     fn next(&mut self, evaluate: Option<&Evaluate>) -> Ask {
         loop {
             if matches!(self.stage, Stage::Ready) {
@@ -389,16 +412,10 @@ pub fn attack(
     let mut search = Search::new(x, goal, options);
     let mut loss = Loss::new(classifier, goal)?;
     let evaluate: Evaluate = Rc::new(RefCell::new(move |image: &[f32]| loss.evaluate(image)));
-    loop {
-        match search.ask_with(&evaluate) {
-            Ask::Gradient(_) => unreachable!("ask_with evaluates the loss itself"),
-            Ask::Classify(image) => search.tell_logits(classifier.classify(&image)?.logits),
-            Ask::Progress(p) => {
-                if !progress(&p) {
-                    search.cancel();
-                }
-            }
-            Ask::Done(outcome) => return outcome,
+    while let Some(p) = search.advance(&evaluate, classifier)? {
+        if !progress(&p) {
+            search.cancel();
         }
     }
+    search.finish()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::protocol::{Backend, Detected, Preference};
 use super::Entry;
 use crate::attack::lbfgs::{Options, Progress};
-use crate::attack::{Goal, Instant, Outcome};
+use crate::attack::{Goal, Outcome};
 use crate::gpu::{Gpu, GpuModel};
 use crate::grad::{Evaluation, Objective};
 use crate::{Error, Result};
@@ -152,13 +152,11 @@ impl Gpus {
         let model = self.model(entry, &Objective::CrossEntropy)?;
         let parameter = entry.graph(&Objective::CrossEntropy)?.one_hot(0)?;
         model.evaluate(pixels, &parameter).await?;
-        let start = Instant::now();
-        let mut n = 0u32;
-        while start.elapsed() < time || n < 3 {
+        let mut clock = crate::bench::Clock::start(time);
+        while clock.more() {
             model.evaluate(pixels, &parameter).await?;
-            n += 1;
         }
-        Ok(n as f64 / start.elapsed().as_secs_f64())
+        Ok(clock.per_second())
     }
 }
 

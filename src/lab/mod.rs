@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::attack::lbfgs::{self, Ask, Evaluate, Search};
+use crate::attack::lbfgs::{self, Evaluate, Search};
 use crate::attack::{baselines, check_input, Goal, Instant};
 use crate::grad::{GradientModel, Objective};
 use crate::preprocess::Preprocessing;
@@ -541,24 +541,18 @@ impl Lab {
         let evaluate: Evaluate = Rc::new(RefCell::new(move |image: &[f32]| graph.evaluate(image, &parameter)));
         let mut search = Search::new(pixels, goal, options);
         let mut paused = Instant::now();
-        let outcome = loop {
-            match search.ask_with(&evaluate) {
-                Ask::Gradient(_) => unreachable!("ask_with evaluates the loss itself"),
-                Ask::Classify(image) => search.tell_logits(entry.classifier.classify(&image)?.logits),
-                Ask::Progress(p) => {
-                    reporter.attack(host, &p);
-                    if paused.elapsed() >= PAUSE_EVERY {
-                        host.pause().await;
-                        paused = Instant::now();
-                    }
-                    if self.is_cancelled(id) {
-                        search.cancel();
-                    }
-                }
-                Ask::Done(outcome) => break outcome?,
+        // lbfgs::attack's loop, with a pause for the host's messages (a cancel among them)
+        while let Some(p) = search.advance(&evaluate, &entry.classifier)? {
+            reporter.attack(host, &p);
+            if paused.elapsed() >= PAUSE_EVERY {
+                host.pause().await;
+                paused = Instant::now();
             }
-        };
-        Ok(protocol::Attack::new(outcome, Some(Backend::Cpu)))
+            if self.is_cancelled(id) {
+                search.cancel();
+            }
+        }
+        Ok(protocol::Attack::new(search.finish()?, Some(Backend::Cpu)))
     }
 
     #[allow(clippy::too_many_arguments)]
