@@ -156,14 +156,26 @@ impl Args {
 
     fn refuse_unknown(&self, known: &[&str]) -> Result<()> {
         match self.options.iter().find(|(n, _)| !known.contains(&n.as_str())) {
-            Some((n, _)) => Err(Error::Input(format!("unknown option --{n}"))),
+            Some((n, _)) => {
+                let valid: Vec<String> = known.iter().map(|k| format!("--{k}")).collect();
+                let valid = if valid.is_empty() { "none".to_string() } else { valid.join(", ") };
+                Err(Error::Input(format!("unknown option --{n} (this command takes: {valid}; `blindspot --help` lists them all)")))
+            }
             None => Ok(()),
         }
     }
 }
 
 fn read(path: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Data(format!("{path}: {e}")))
+    std::fs::read(path).map_err(|e| {
+        // the shipped models and digits are read relative to the repository
+        let hint = if path.starts_with("models/") && e.kind() == std::io::ErrorKind::NotFound {
+            " (run blindspot from the repository's root, where models/ is)"
+        } else {
+            ""
+        };
+        Error::Data(format!("{path}: {e}{hint}"))
+    })
 }
 
 /// The model file at `path` as the file declares it; a refusal names the file.

@@ -89,6 +89,10 @@ fn grad_refuses_bad_arguments_clearly() {
     assert!(!ok);
     assert_eq!(err.matches("cannot read data").count(), 1, "{err}");
     assert!(err.contains("broken.png: cannot read data"), "{err}");
+    // an option the command does not take: the ones it does
+    let (ok, _, err) = blindspot(&["table1", "--bogus", "3"]);
+    assert!(!ok);
+    assert!(err.contains("unknown option --bogus (this command takes: --n, --seed, --models, --csv;"), "{err}");
 }
 
 #[test]
