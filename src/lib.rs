@@ -17,10 +17,11 @@ pub mod units;
 pub mod optim;
 pub mod paper;
 pub mod spectral;
+pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
 pub use digits::DigitPack;
 pub use error::{Error, Result};
-pub use model::{Classification, Classifier};
+pub use model::{Classification, Classifier, Trainable};
 pub use output::OutputKind;

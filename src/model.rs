@@ -26,6 +26,68 @@ pub struct Classifier {
     sources: Arc<Vec<(String, String)>>,
 }
 
+/// A classifier whose trainable weights are inputs of its graph after the image
+/// ([`crate::weights`]): for gradients with respect to the weights, and training.
+#[derive(Debug, Clone)]
+pub struct Trainable {
+    /// Decluttered; inputs: the image, then each weight; output: the logits.
+    graph: TypedModel,
+    input_shape: Vec<usize>,
+    weights: Vec<crate::weights::Weight>,
+}
+
+impl Trainable {
+    /// Loads ONNX bytes as [`Classifier::load`] does (the same checks, the same logits), with the
+    /// weights free.
+    pub fn load(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Trainable> {
+        let classifier = Classifier::load(bytes, input_shape)?;
+        if classifier.output.kind == OutputKind::ProbabilitiesByValue {
+            return Err(Error::Model(format!(
+                "its output {} sums to 1 without a Softmax op; blindspot trains on logits: re-export it with its \
+                 Softmax, or without one",
+                classifier.output.describe()
+            )));
+        }
+        guarded("loading", || {
+            let (mut typed, shape, _, weights) = typed_graph(bytes, Some(classifier.input_shape()), None, true)?;
+            if weights.is_empty() {
+                return Err(Error::Model(
+                    "the model has no float weights to train (no Conv, Gemm, MatMul, Add or Mul takes a float initializer): \
+                     pick a model with layers"
+                        .into(),
+                ));
+            }
+            let chosen = output::choose(&typed, shape[0])?;
+            let (_, logits) = output::read(&typed, chosen, shape[0])?;
+            typed.select_output_outlets(&[logits]).map_err(|e| Error::Model(chain(&e)))?;
+            let graph = typed.into_decluttered().map_err(|e| {
+                Error::Model(format!("simplifying the graph with its weights free: {}", chain(&e)))
+            })?;
+            Ok(Trainable { graph, input_shape: shape, weights })
+        })
+    }
+
+    /// The weights, in the order the gradient graph takes them.
+    pub fn weights(&self) -> &[crate::weights::Weight] {
+        &self.weights
+    }
+
+    /// The input shape, batch first.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// The decluttered graph: the image and each weight in, the logits out.
+    pub fn graph(&self) -> &TypedModel {
+        &self.graph
+    }
+
+    /// The gradient graph of `objective` with respect to the image and every weight.
+    pub fn gradient(&self, objective: &crate::grad::Objective) -> Result<crate::grad::GradientModel> {
+        guarded("building its gradient", || crate::grad::GradientModel::build(&self.graph, objective))
+    }
+}
+
 /// What a classifier says about one input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classification {
@@ -49,7 +111,7 @@ impl Classifier {
     }
 
     fn load_unguarded(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preprocessing>) -> Result<Classifier> {
-        let (mut typed, shape, sources) = typed_graph(bytes, input_shape, pre)?;
+        let (mut typed, shape, sources, _) = typed_graph(bytes, input_shape, pre, false)?;
         let chosen = output::choose(&typed, shape[0])?;
         classes_of(&typed, chosen, shape[0])?;
         let (output, logits) = output::read(&typed, chosen, shape[0])?;
@@ -269,7 +331,7 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 /// [`Classifier::load`] is this plus the class-score output; the conformance replay
 /// (tests/conformance.rs) loads ONNX's own test graphs through it.
 pub fn load_graph(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<(TypedModel, Vec<usize>)> {
-    guarded("loading", || typed_graph(bytes, input_shape, None).map(|(typed, shape, _)| (typed, shape)))
+    guarded("loading", || typed_graph(bytes, input_shape, None, false).map(|(typed, shape, ..)| (typed, shape)))
 }
 
 /// The ONNX protobuf of `bytes`, or why it is not one.
@@ -282,18 +344,21 @@ pub fn decode(bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto> {
         .map_err(|e| Error::NotOnnx(format!("the protobuf does not decode ({})", chain(&e))))
 }
 
-/// The typed graph, its input shape, and every ONNX node's (name, op type).
+/// The typed graph, its input shape, every ONNX node's (name, op type), and with `free` the
+/// trainable weights, made inputs after the image ([`crate::weights`]).
 #[allow(clippy::type_complexity)]
 fn typed_graph(
     bytes: &[u8],
     input_shape: Option<&[usize]>,
     pre: Option<&Preprocessing>,
-) -> Result<(TypedModel, Vec<usize>, Vec<(String, String)>)> {
+    free: bool,
+) -> Result<(TypedModel, Vec<usize>, Vec<(String, String)>, Vec<crate::weights::Weight>)> {
     let onnx = tract_onnx::onnx();
     let mut proto = decode(bytes)?;
     if let Some(pre) = pre {
         pre.wire(&mut proto)?;
     }
+    let weights = if free { crate::weights::free(&mut proto)? } else { vec![] };
     let wraps = crate::mend::mend(&mut proto, input_shape.map(|s| s.len()))?;
     let Some(graph) = proto.graph.as_ref() else {
         return Err(Error::NotOnnx("the file holds no graph".into()));
@@ -314,7 +379,7 @@ fn typed_graph(
             Error::Model(format!("parsing the graph failed: {why}; {fix}"))
         })?;
     refuse_unsupported(&model)?;
-    let inputs = model.input_outlets().map_err(|e| Error::Model(chain(&e)))?.len();
+    let inputs = model.input_outlets().map_err(|e| Error::Model(chain(&e)))?.len() - weights.len();
     if inputs != 1 {
         return Err(Error::Model(format!(
             "it has {inputs} inputs; an image classifier has one: re-export it with the image as its only input \
@@ -353,7 +418,7 @@ fn typed_graph(
         ))
     })?;
     crate::mend::check_wraps(&typed, &wraps)?;
-    Ok((typed, shape, sources))
+    Ok((typed, shape, sources, weights))
 }
 
 /// The node tract's analysis stopped at, as its error names it (`node #37 "name" Op`), and what

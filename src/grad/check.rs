@@ -25,6 +25,7 @@ pub struct F64Objective {
     plan: std::sync::Arc<TypedRunnableModel>,
     input_shape: Vec<usize>,
     parameter_shape: Vec<usize>,
+    weight_shapes: Vec<Vec<usize>>,
 }
 
 impl F64Objective {
@@ -42,15 +43,24 @@ impl F64Objective {
             plan: graph.into_runnable()?,
             input_shape: model.input_shape().to_vec(),
             parameter_shape: model.parameter_shape().to_vec(),
+            weight_shapes: model.weight_shapes().to_vec(),
         })
     }
 
     pub fn at(&self, x: &[f64], parameter: &[f32]) -> TractResult<f64> {
+        self.at_weights(x, &[], parameter)
+    }
+
+    /// The objective at `x` with the model's weights `weights` (a graph whose weights are inputs).
+    pub fn at_weights(&self, x: &[f64], weights: &[Vec<f64>], parameter: &[f32]) -> TractResult<f64> {
+        ensure!(weights.len() == self.weight_shapes.len(), "{} weights for {}", weights.len(), self.weight_shapes.len());
         let p: Vec<f64> = parameter.iter().map(|&v| v as f64).collect();
-        let out = self.plan.run(tvec!(
-            Tensor::from_shape(&self.input_shape, x)?.into(),
-            Tensor::from_shape(&self.parameter_shape, &p)?.into()
-        ))?;
+        let mut inputs: TVec<TValue> = tvec!(Tensor::from_shape(&self.input_shape, x)?.into());
+        for (shape, w) in self.weight_shapes.iter().zip(weights) {
+            inputs.push(Tensor::from_shape(shape, w)?.into());
+        }
+        inputs.push(Tensor::from_shape(&self.parameter_shape, &p)?.into());
+        let out = self.plan.run(inputs)?;
         Ok(out[0].cast_to::<f64>()?.to_plain_array_view::<f64>()?.iter().next().copied().unwrap_or(f64::NAN))
     }
 

@@ -1,5 +1,7 @@
-//! Reverse-mode input gradients over tract: a TypedModel that returns the objective, the logits and
-//! d objective / d input, built from the decluttered forward graph and then optimised by tract.
+//! Reverse-mode gradients over tract: a TypedModel that returns the objective, the logits,
+//! d objective / d input and, for a forward graph whose weights are inputs too
+//! ([`crate::model::Trainable`]), d objective / d each weight; built from the decluttered forward
+//! graph and then optimised by tract.
 
 pub mod check;
 pub mod objective;
@@ -25,6 +27,8 @@ pub struct GradientModel {
     plan: Arc<TypedRunnableModel>,
     input_shape: Vec<usize>,
     parameter_shape: Vec<usize>,
+    /// The shapes of the forward graph's other inputs (its weights), in order.
+    weight_shapes: Vec<Vec<usize>>,
 }
 
 /// One evaluation: the objective, the class scores and the objective's gradient at the input.
@@ -36,18 +40,22 @@ pub struct Evaluation {
 }
 
 impl GradientModel {
-    /// Builds the gradient graph of `forward` (a decluttered single-input model whose first output
-    /// holds the logits) for `objective`. Refuses, naming op and node, any op without a rule.
+    /// Builds the gradient graph of `forward` (a decluttered model whose first input is the image,
+    /// any others its weights, and whose first output holds the logits) for `objective`. Refuses,
+    /// naming op and node, any op without a rule.
     pub fn build(forward: &TypedModel, objective: &Objective) -> Result<GradientModel> {
         let graph = build_graph(forward, objective)?;
-        let input_shape = concrete_shape(&graph, graph.input_outlets().map_err(model_err)?[0])?;
-        let parameter_shape = concrete_shape(&graph, graph.input_outlets().map_err(model_err)?[1])?;
+        let inputs = graph.input_outlets().map_err(model_err)?.to_vec();
+        let input_shape = concrete_shape(&graph, inputs[0])?;
+        let parameter_shape = concrete_shape(&graph, *inputs.last().unwrap_or(&inputs[0]))?;
+        let weight_shapes =
+            inputs[1..inputs.len() - 1].iter().map(|&o| concrete_shape(&graph, o)).collect::<Result<Vec<_>>>()?;
         let plan = graph
             .clone()
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| Error::Model(format!("optimising the gradient graph: {}", chain(&e))))?;
-        Ok(GradientModel { graph, plan, input_shape, parameter_shape })
+        Ok(GradientModel { graph, plan, input_shape, parameter_shape, weight_shapes })
     }
 
     /// The unoptimised gradient graph (forward, objective and backward nodes).
@@ -58,9 +66,28 @@ impl GradientModel {
     /// Evaluates at `input` (the model's whole input tensor) with the objective's parameter
     /// (a one-hot target for `ce`/`margin`, the direction v for a projection).
     pub fn evaluate(&self, input: &[f32], parameter: &[f32]) -> Result<Evaluation> {
-        let x = tensor(&self.input_shape, input, "input")?;
-        let p = tensor(&self.parameter_shape, parameter, "objective parameter")?;
-        let out = self.plan.run(tvec!(x.into(), p.into())).map_err(|e| crate::error::run_failed(&e))?;
+        if !self.weight_shapes.is_empty() {
+            return Err(Error::Input(format!(
+                "this gradient graph takes the model's {} weights as inputs: evaluate it with them (evaluate_weights)",
+                self.weight_shapes.len()
+            )));
+        }
+        Ok(self.evaluate_weights(input, &[], parameter)?.0)
+    }
+
+    /// Evaluates at `input` with the model's weights `weights` (in the order of
+    /// [`crate::model::Trainable::weights`]) and the objective's parameter: the evaluation, and
+    /// d objective / d each weight.
+    pub fn evaluate_weights(&self, input: &[f32], weights: &[&[f32]], parameter: &[f32]) -> Result<(Evaluation, Vec<Vec<f32>>)> {
+        if weights.len() != self.weight_shapes.len() {
+            return Err(Error::Input(format!("the model has {} weights, not {}", self.weight_shapes.len(), weights.len())));
+        }
+        let mut inputs: TVec<TValue> = tvec!(tensor(&self.input_shape, input, "input")?.into());
+        for (k, (shape, values)) in self.weight_shapes.iter().zip(weights).enumerate() {
+            inputs.push(tensor(shape, values, &format!("weight {k}"))?.into());
+        }
+        inputs.push(tensor(&self.parameter_shape, parameter, "objective parameter")?.into());
+        let out = self.plan.run(inputs).map_err(|e| crate::error::run_failed(&e))?;
         let flat = |i: usize| -> Result<Vec<f32>> {
             Ok(out[i]
                 .to_plain_array_view::<f32>()
@@ -73,7 +100,16 @@ impl GradientModel {
         refuse_non_finite("class scores", &evaluation.logits)?;
         refuse_non_finite("objective", &[evaluation.objective])?;
         refuse_non_finite("gradient", &evaluation.gradient)?;
-        Ok(evaluation)
+        let weight_gradients = (0..self.weight_shapes.len()).map(|k| flat(3 + k)).collect::<Result<Vec<_>>>()?;
+        for g in &weight_gradients {
+            refuse_non_finite("weight gradient", g)?;
+        }
+        Ok((evaluation, weight_gradients))
+    }
+
+    /// The shapes of the weights the graph takes as inputs (none for a [`crate::Classifier`]'s).
+    pub fn weight_shapes(&self) -> &[Vec<usize>] {
+        &self.weight_shapes
     }
 
     /// The one-hot parameter of `ce` and `margin` for class `target`.
@@ -137,9 +173,9 @@ fn concrete_shape(model: &TypedModel, outlet: OutletId) -> Result<Vec<usize>> {
         .ok_or_else(|| Error::Model(format!("the shape {:?} is not fixed", fact.shape)))
 }
 
-/// Nodes on a path from `from` to any of `to`: only these need a backward pass.
-fn on_path(model: &TypedModel, from: usize, to: &[usize]) -> HashSet<usize> {
-    let mut below = HashSet::from([from]);
+/// Nodes on a path from any of `from` to any of `to`: only these need a backward pass.
+fn on_path(model: &TypedModel, from: &[usize], to: &[usize]) -> HashSet<usize> {
+    let mut below: HashSet<usize> = from.iter().copied().collect();
     for n in model.eval_order().unwrap_or_default() {
         if model.node(n).inputs.iter().any(|i| below.contains(&i.node)) {
             below.insert(n);
@@ -159,18 +195,19 @@ fn on_path(model: &TypedModel, from: usize, to: &[usize]) -> HashSet<usize> {
 
 /// Forward graph + objective + one reverse loop over the nodes, gradients keyed by outlet.
 fn build_graph(forward: &TypedModel, objective: &Objective) -> Result<TypedModel> {
-    let input = forward.input_outlets().map_err(model_err)?[0];
+    let sources = forward.input_outlets().map_err(model_err)?.to_vec();
+    let source_nodes: Vec<usize> = sources.iter().map(|o| o.node).collect();
     let logits = forward.output_outlets().map_err(model_err)?[0];
     let mut b = Backward::new(forward.clone());
     let seeded = objective.wire(&mut b, logits).map_err(|e| match e.downcast::<Error>() {
         Ok(e) => e,
         Err(e) => Error::Model(format!("wiring the objective: {}", chain(&e))),
     })?;
-    let path = on_path(forward, input.node, &[seeded.seed_at.node]);
+    let path = on_path(forward, &source_nodes, &[seeded.seed_at.node]);
     let order = forward.eval_order().map_err(model_err)?;
     let missing: Vec<(String, String)> = order
         .iter()
-        .filter(|n| path.contains(n) && **n != input.node)
+        .filter(|n| path.contains(n) && !source_nodes.contains(n))
         .map(|&n| forward.node(n))
         .filter(|node| !rules::has_rule(node))
         .map(|node| (node.op.name().to_string(), node.name.clone()))
@@ -180,7 +217,7 @@ fn build_graph(forward: &TypedModel, objective: &Objective) -> Result<TypedModel
     }
     let mut grads: HashMap<OutletId, OutletId> = HashMap::from([(seeded.seed_at, seeded.seed)]);
     for &n in order.iter().rev() {
-        if !path.contains(&n) || n == input.node {
+        if !path.contains(&n) || source_nodes.contains(&n) {
             continue;
         }
         let node = forward.node(n);
@@ -203,12 +240,16 @@ fn build_graph(forward: &TypedModel, objective: &Objective) -> Result<TypedModel
             grads.insert(*inlet, total);
         }
     }
-    let dx = match grads.get(&input) {
-        Some(&g) => g,
-        None => b.zeros_like("grad.input.zero", input).map_err(model_err)?,
-    };
+    let mut outputs = vec![seeded.objective, logits];
+    for (k, &source) in sources.iter().enumerate() {
+        let name = if k == 0 { "grad.input.zero".to_string() } else { format!("grad.weight{k}.zero") };
+        outputs.push(match grads.get(&source) {
+            Some(&g) => g,
+            None => b.zeros_like(&name, source).map_err(model_err)?,
+        });
+    }
     let mut model = b.into_model();
-    model.select_output_outlets(&[seeded.objective, logits, dx]).map_err(model_err)?;
+    model.select_output_outlets(&outputs).map_err(model_err)?;
     model.declutter().map_err(|e| Error::Model(format!("simplifying the gradient graph: {}", chain(&e))))?;
     Ok(model)
 }

@@ -49,9 +49,18 @@ fn all_axes(b: &Backward, o: OutletId) -> TractResult<Vec<usize>> {
     Ok((0..b.fact(o)?.rank()).collect())
 }
 
-/// A scalar objective as a rank-1 tensor of one value.
+/// The axes of one image's class scores: all but the batch axis (the first) of a rank-2 or
+/// higher output, so that a batch's objective is its images' objectives summed.
+fn class_axes(b: &Backward, o: OutletId) -> TractResult<Vec<usize>> {
+    let rank = b.fact(o)?.rank();
+    Ok(if rank >= 2 { (1..rank).collect() } else { (0..rank).collect() })
+}
+
+/// A scalar objective as a rank-1 tensor of one value: the per-image values (kept axes) summed
+/// over the batch.
 fn to_scalar_output(b: &mut Backward, name: &str, keep: OutletId) -> TractResult<OutletId> {
     let rank = b.fact(keep)?.rank();
+    let keep = if rank >= 1 && b.shape(keep)?[0] > 1 { b.sum_keep(name, keep, &[0])? } else { keep };
     let mut o = keep;
     for _ in 1..rank {
         o = b.wire(name, AxisOp::Rm(0), &[o])?;
@@ -67,10 +76,10 @@ fn parameter_like(b: &mut Backward, like: OutletId) -> TractResult<OutletId> {
     b.source("parameter", f32::fact(fact.shape.as_concrete().context("concrete shape")?))
 }
 
-/// ce = logsumexp(z) - <z, t>; d ce / dz = softmax(z) - t.
+/// ce = logsumexp(z) - <z, t> per image, summed over a batch; d ce / dz = softmax(z) - t.
 fn cross_entropy(b: &mut Backward, z: OutletId) -> TractResult<Seeded> {
     let t = parameter_like(b, z)?;
-    let axes = all_axes(b, z)?;
+    let axes = class_axes(b, z)?;
     let m = b.max_keep("ce.max", z, &axes)?;
     let shifted = b.sub("ce.shift", z, m)?;
     let e = b.wire("ce.exp", math::exp(), &[shifted])?;
@@ -86,10 +95,10 @@ fn cross_entropy(b: &mut Backward, z: OutletId) -> TractResult<Seeded> {
     Ok(Seeded { objective, seed_at: z, seed })
 }
 
-/// margin = <z, t> - max(z - BIG t); d margin / dz = t - [z - BIG t == its max].
+/// margin = <z, t> - max(z - BIG t) per image, summed over a batch; d margin / dz = t - [z - BIG t == its max].
 fn margin(b: &mut Backward, z: OutletId) -> TractResult<Seeded> {
     let t = parameter_like(b, z)?;
-    let axes = all_axes(b, z)?;
+    let axes = class_axes(b, z)?;
     let zt = b.mul("margin.zt", z, t)?;
     let picked = b.sum_keep("margin.picked", zt, &axes)?;
     let big = b.scale("margin.big", t, 1e30)?;
