@@ -34,6 +34,7 @@ pub struct Trainable {
     graph: TypedModel,
     input_shape: Vec<usize>,
     weights: Vec<crate::weights::Weight>,
+    frozen: Vec<crate::weights::Frozen>,
 }
 
 impl Trainable {
@@ -49,7 +50,7 @@ impl Trainable {
             )));
         }
         guarded("loading", || {
-            let (mut typed, shape, _, weights) = typed_graph(bytes, Some(classifier.input_shape()), None, true)?;
+            let (mut typed, shape, _, (weights, frozen)) = typed_graph(bytes, Some(classifier.input_shape()), None, true)?;
             if weights.is_empty() {
                 return Err(Error::Model(
                     "the model has no float weights to train (no Conv, Gemm, MatMul, Add or Mul takes a float initializer): \
@@ -63,7 +64,7 @@ impl Trainable {
             let graph = typed.into_decluttered().map_err(|e| {
                 Error::Model(format!("simplifying the graph with its weights free: {}", chain(&e)))
             })?;
-            Ok(Trainable { graph, input_shape: shape, weights })
+            Ok(Trainable { graph, input_shape: shape, weights, frozen })
         })
     }
 
@@ -75,6 +76,11 @@ impl Trainable {
     /// The input shape, batch first.
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape
+    }
+
+    /// The weights a training run leaves as they are, each with why (a trainer says so).
+    pub fn frozen(&self) -> &[crate::weights::Frozen] {
+        &self.frozen
     }
 
     /// The decluttered graph: the image and each weight in, the logits out.
@@ -352,13 +358,13 @@ fn typed_graph(
     input_shape: Option<&[usize]>,
     pre: Option<&Preprocessing>,
     free: bool,
-) -> Result<(TypedModel, Vec<usize>, Vec<(String, String)>, Vec<crate::weights::Weight>)> {
+) -> Result<(TypedModel, Vec<usize>, Vec<(String, String)>, (Vec<crate::weights::Weight>, Vec<crate::weights::Frozen>))> {
     let onnx = tract_onnx::onnx();
     let mut proto = decode(bytes)?;
     if let Some(pre) = pre {
         pre.wire(&mut proto)?;
     }
-    let weights = if free { crate::weights::free(&mut proto)? } else { vec![] };
+    let weights = if free { crate::weights::free(&mut proto)? } else { (vec![], vec![]) };
     let wraps = crate::mend::mend(&mut proto, input_shape.map(|s| s.len()))?;
     let Some(graph) = proto.graph.as_ref() else {
         return Err(Error::NotOnnx("the file holds no graph".into()));
@@ -379,7 +385,7 @@ fn typed_graph(
             Error::Model(format!("parsing the graph failed: {why}; {fix}"))
         })?;
     refuse_unsupported(&model)?;
-    let inputs = model.input_outlets().map_err(|e| Error::Model(chain(&e)))?.len() - weights.len();
+    let inputs = model.input_outlets().map_err(|e| Error::Model(chain(&e)))?.len() - weights.0.len();
     if inputs != 1 {
         return Err(Error::Model(format!(
             "it has {inputs} inputs; an image classifier has one: re-export it with the image as its only input \

@@ -1,5 +1,6 @@
 //! A model's trainable weights: the float initializers of two values or more that its layers
-//! multiply and add (Conv, Gemm, MatMul, Add, Mul, the norms' scales and biases, PRelu's slope),
+//! multiply and add (Conv, Gemm, MatMul, Add, Mul, layer and instance norms' scales and biases,
+//! PRelu's slope; a BatchNormalization's stay constants, see [`Frozen`]),
 //! made graph inputs so that tract keeps them as variables and the reverse loop differentiates
 //! with respect to them.
 
@@ -22,16 +23,46 @@ fn weight_slots(op: &str) -> &'static [usize] {
         "Conv" | "ConvTranspose" => &[1, 2],
         "Gemm" => &[0, 1, 2],
         "MatMul" | "Add" | "Mul" => &[0, 1],
-        "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" => &[1, 2],
+        "InstanceNormalization" | "LayerNormalization" => &[1, 2],
         "PRelu" => &[1],
         _ => &[],
     }
 }
 
+/// A weight left a constant, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frozen {
+    pub name: String,
+    pub why: String,
+}
+
+/// What [`free`] leaves constant: a BatchNormalization's scale and bias (tract folds the norm
+/// into constants as it loads, so they cannot be graph inputs; a model exported for inference,
+/// its norms folded into the convolutions, has none).
+fn frozen(graph: &pb::GraphProto) -> Vec<Frozen> {
+    graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "BatchNormalization")
+        .flat_map(|n| {
+            n.input.iter().skip(1).take(2).map(move |name| Frozen {
+                name: name.clone(),
+                why: format!(
+                    "the scale or bias of BatchNormalization node \"{}\" stays fixed: tract folds the norm into constants \
+                     (export the model with its norms folded into the convolutions to train every layer)",
+                    n.name
+                ),
+            })
+        })
+        .collect()
+}
+
 /// Moves every float initializer that some op takes as a weight (see [`weight_slots`]) from the
-/// graph's initializers to its inputs, after the image; returns them in input order.
-pub(crate) fn free(proto: &mut pb::ModelProto) -> Result<Vec<Weight>> {
-    let Some(graph) = proto.graph.as_mut() else { return Ok(vec![]) };
+/// graph's initializers to its inputs, after the image; returns them in input order, and the
+/// weights left constants ([`Frozen`]).
+pub(crate) fn free(proto: &mut pb::ModelProto) -> Result<(Vec<Weight>, Vec<Frozen>)> {
+    let Some(graph) = proto.graph.as_mut() else { return Ok((vec![], vec![])) };
+    let frozen = frozen(graph);
     let mut wanted: Vec<String> = vec![];
     for node in &graph.node {
         for &slot in weight_slots(&node.op_type) {
@@ -59,7 +90,7 @@ pub(crate) fn free(proto: &mut pb::ModelProto) -> Result<Vec<Weight>> {
     for w in &weights {
         graph.input.push(value_info(&w.name, &w.shape));
     }
-    Ok(weights)
+    Ok((weights, frozen))
 }
 
 /// The float values of an initializer (`float_data`, or little-endian `raw_data`).

@@ -121,3 +121,79 @@ fn a_batch_gives_the_sum_of_its_images_weight_gradients() {
         }
     }
 }
+
+/// Convolution kernels (grouped, strided, depthwise, channels-last exports) and the layers
+/// around them: the shipped CNN and three exporters' graphs, at a seeded random image. Models
+/// whose activations tract runs in f32 only (SiLU, GELU, hard swish: EfficientNet, ConvNeXt, ViT,
+/// MobileNetV3) are left out: their float64 objective is not smooth enough at this step.
+#[test]
+fn convolution_kernel_gradients_agree_with_float64_finite_differences() {
+    for path in [
+        "models/cnn.onnx",
+        "tests/fixtures/exporters/tf2onnx_keras_cnn_op13.onnx",
+        "tests/fixtures/exporters/torch_mobilenet_v2_op13.onnx",
+        "tests/fixtures/exporters/torch_resnet_basic_op13.onnx",
+    ] {
+        let t = Trainable::load(&std::fs::read(format!("{ROOT}/{path}")).unwrap(), None).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(t.weights().iter().any(|w| w.shape.len() == 4), "{path}: no kernel among the weights");
+        let grad = t.gradient(&Objective::CrossEntropy).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let f64 = F64Objective::new(&grad).unwrap();
+        let mut rng = Rng(3);
+        let x: Vec<f32> = (0..t.input_shape().iter().product()).map(|_| (rng.uniform() as f32 + 1.0) / 2.0).collect();
+        let p = grad.one_hot(1).unwrap();
+        let (_, dw) = grad.evaluate_weights(&x, &file_weights(&t), &p).unwrap();
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut weights: Vec<Vec<f64>> = t.weights().iter().map(|w| w.values.iter().map(|&v| v as f64).collect()).collect();
+        let mut checked = 0;
+        for (k, w) in t.weights().iter().enumerate() {
+            let mut order: Vec<usize> = (0..w.values.len()).collect();
+            order.sort_by(|&a, &b| dw[k][b].abs().total_cmp(&dw[k][a].abs()));
+            for i in order[..2].iter().copied().chain((0..2).map(|_| rng.below(w.values.len()))) {
+                let h = 1e-5;
+                let v = weights[k][i];
+                weights[k][i] = v + h;
+                let up = f64.at_weights(&x64, &weights, &p).unwrap();
+                weights[k][i] = v - h;
+                let down = f64.at_weights(&x64, &weights, &p).unwrap();
+                weights[k][i] = v;
+                let numeric = (up - down) / (2.0 * h);
+                let error = (dw[k][i] as f64 - numeric).abs() / numeric.abs().max(1.0);
+                assert!(error <= 1e-4, "{path} {}[{i}] {:?}: reverse {} numeric {numeric}", w.name, w.shape, dw[k][i]);
+                checked += 1;
+            }
+        }
+        println!("{path}: {} weights, {checked} coordinates agree", t.weights().len());
+    }
+}
+
+/// A BatchNormalization's scale and bias cannot be freed for tract (it folds the norm into
+/// constants at load): they stay constants, each said so by node; every other layer is free, and
+/// its gradients agree with finite differences.
+#[test]
+fn a_batch_norms_scale_and_bias_stay_fixed_and_say_so() {
+    let path = format!("{ROOT}/tests/fixtures/exporters/torch_resnet_basic_bnkept_op13.onnx");
+    let t = Trainable::load(&std::fs::read(path).unwrap(), None).unwrap();
+    assert!(!t.frozen().is_empty());
+    let first = &t.frozen()[0];
+    assert_eq!(first.name, "bn1.weight");
+    assert!(first.why.contains("BatchNormalization node \"/bn1/BatchNormalization\" stays fixed"), "{}", first.why);
+    assert!(t.weights().iter().all(|w| !t.frozen().iter().any(|f| f.name == w.name)));
+    assert!(t.weights().iter().any(|w| w.shape.len() == 4), "the convolutions' kernels are free");
+    let grad = t.gradient(&Objective::CrossEntropy).unwrap();
+    let f64 = F64Objective::new(&grad).unwrap();
+    let mut rng = Rng(5);
+    let x: Vec<f32> = (0..t.input_shape().iter().product()).map(|_| (rng.uniform() as f32 + 1.0) / 2.0).collect();
+    let p = grad.one_hot(2).unwrap();
+    let (_, dw) = grad.evaluate_weights(&x, &file_weights(&t), &p).unwrap();
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let mut weights: Vec<Vec<f64>> = t.weights().iter().map(|w| w.values.iter().map(|&v| v as f64).collect()).collect();
+    let k = t.weights().iter().position(|w| w.shape.len() == 4).unwrap();
+    let i = (0..dw[k].len()).max_by(|&a, &b| dw[k][a].abs().total_cmp(&dw[k][b].abs())).unwrap();
+    let (h, v) = (1e-5, weights[k][i]);
+    weights[k][i] = v + h;
+    let up = f64.at_weights(&x64, &weights, &p).unwrap();
+    weights[k][i] = v - h;
+    let down = f64.at_weights(&x64, &weights, &p).unwrap();
+    let numeric = (up - down) / (2.0 * h);
+    assert!((dw[k][i] as f64 - numeric).abs() <= 1e-4 * numeric.abs().max(1.0), "reverse {} numeric {numeric}", dw[k][i]);
+}

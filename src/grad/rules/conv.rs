@@ -16,11 +16,14 @@ fn handles(node: &TypedNode) -> bool {
 
 fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> TractResult<Grads> {
     let conv = node.op_as::<Conv>().unwrap();
-    ensure!(!wanted[1], "the kernel depends on the image: blindspot differentiates convolutions by constant kernels only");
     let mut grads = tvec!(None, None);
     if wanted[0] {
         let x_shape = b.shape(node.inputs[0])?;
         grads[0] = Some(transposed(b, &node.name, &conv.pool_spec, conv.group, node.inputs[1], dy, &x_shape)?);
+    }
+    // the kernel is a weight being trained (crate::weights), or depends on the image
+    if wanted[1] {
+        grads[1] = Some(kernel_gradient(b, &node.name, conv, node.inputs[0], dy)?);
     }
     // tract's declutter folds an Add that follows the convolution into its bias when the shapes
     // allow (a residual Add over 1x1 maps at batch 1: ResNet's last stage at small inputs), so
@@ -30,6 +33,65 @@ fn vjp(b: &mut Backward, node: &TypedNode, dy: OutletId, wanted: &[bool]) -> Tra
         grads[2] = Some(bias_gradient(b, &node.name, conv, node.inputs[2], dy)?);
     }
     Ok(grads)
+}
+
+/// d objective / d kernel (OIHW) of a 2-D convolution (any layout, taken as NCHW): per group, the correlation of the
+/// padded input with dy over the batch and the output's positions,
+/// dW[o, i, r, c] = sum over n, y, x of dy[n, o, y, x] * x_pad[n, i, y*s + r*d, x*s + c*d],
+/// written as one grouped convolution with the roles of batch and channels swapped (dy is its
+/// kernel, the forward stride s its dilation, the forward dilation d its stride), cut to the
+/// kernel's size (a strided convolution that never reached the last padded rows leaves more).
+fn kernel_gradient(b: &mut Backward, n: &str, conv: &Conv, x: OutletId, dy: OutletId) -> TractResult<OutletId> {
+    use tract_onnx::tract_core::ops::array::Slice;
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+    let spec = &conv.pool_spec;
+    ensure!(
+        spec.kernel_shape.len() == 2,
+        "blindspot differentiates the kernels of 2-D convolutions only, not of one over {} axes",
+        spec.kernel_shape.len()
+    );
+    let padded = spec.computed_padding(spec.data_format.shape(b.shape(x)?.to_vec())?.hw_dims());
+    // as NCHW: a batch axis of 1 where there is none, channels before space
+    let (x, dy) = (as_nchw(b, n, spec.data_format, x)?, as_nchw(b, n, spec.data_format, dy)?);
+    let (x_shape, dy_shape) = (b.shape(x)?, b.shape(dy)?);
+    let (batch, ci, co, g) = (x_shape[0], spec.input_channels, spec.output_channels, conv.group);
+    let cig = ci / g;
+    let dims = |v: &[usize]| -> TVec<TDim> { v.iter().map(|d| d.to_dim()).collect() };
+    // x [n, ci, h, w] -> [ci/g, g * n, h, w]: per group, its input channels become the batch
+    let xs = b.wire(n, AxisOp::Reshape(1, dims(&[ci]), dims(&[g, cig])), &[x])?;
+    let xs = b.wire(n, AxisOp::Move(2, 0), &[xs])?; // [cig, n, g, h, w]
+    let xs = b.wire(n, AxisOp::Move(2, 1), &[xs])?; // [cig, g, n, h, w]
+    let xs = b.wire(n, AxisOp::Reshape(1, dims(&[g, batch]), dims(&[g * batch])), &[xs])?;
+    // dy [n, co, oh, ow] -> [co, n, oh, ow]: the kernel, its input channels the batch
+    let k = b.wire(n, AxisOp::Move(0, 1), &[dy])?;
+    let pool_spec = PoolSpec {
+        data_format: DataFormat::NCHW,
+        kernel_shape: tvec!(dy_shape[2], dy_shape[3]),
+        padding: PaddingSpec::Explicit(padded.iter().map(|p| p.pad_before).collect(), padded.iter().map(|p| p.pad_after).collect()),
+        dilations: Some(spec.strides().iter().copied().collect()),
+        strides: Some(spec.dilations().iter().copied().collect()),
+        input_channels: g * batch,
+        output_channels: co,
+    };
+    let zero = b.konst(n, tract_ndarray::Array1::<f32>::zeros(co).into_tensor())?;
+    let correlation = Conv { pool_spec, kernel_fmt: KernelFormat::OIHW, group: g, q_params: None };
+    let mut out = b.wire(n, correlation, &[xs, k, zero])?; // [cig, co, >= kh, >= kw]
+    for (axis, &size) in [2, 3].iter().zip(spec.kernel_shape.iter()) {
+        if b.shape(out)?[*axis] != size {
+            out = b.wire(n, Slice::new(*axis, 0, size), &[out])?;
+        }
+    }
+    b.wire(n, AxisOp::Move(1, 0), &[out]) // [co, cig, kh, kw]
+}
+
+/// `o` (laid out as `format` says) as [N, C, H, W].
+fn as_nchw(b: &mut Backward, n: &str, format: tract_onnx::tract_core::ops::nn::DataFormat, o: OutletId) -> TractResult<OutletId> {
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+    let o = if format.has_n() { o } else { b.wire(n, AxisOp::Add(0), &[o])? };
+    Ok(match format {
+        DataFormat::NHWC | DataFormat::HWC => b.wire(n, AxisOp::Move(3, 1), &[o])?,
+        DataFormat::NCHW | DataFormat::CHW => o,
+    })
 }
 
 /// d objective / d bias: dy summed over batch and space, shaped like the bias ([C], [1] or a scalar).
