@@ -17,6 +17,7 @@ pub mod units;
 pub mod optim;
 pub mod paper;
 pub mod spectral;
+pub mod train;
 pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -1,0 +1,212 @@
+//! Minibatch training of a model's weights ([`crate::model::Trainable`]): SGD with momentum or
+//! Adam, weight decay, seeded shuffles; a step refuses a non-finite loss and keeps the last good
+//! weights; the trained weights written back into the original .onnx file.
+
+use prost::Message;
+
+use crate::error::{Error, Result};
+use crate::grad::{GradientModel, Objective};
+use crate::model::Trainable;
+use crate::rng::Rng;
+
+/// How a step moves the weights along their gradient.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Optimizer {
+    /// Stochastic gradient descent with (heavy-ball) momentum.
+    Sgd { momentum: f64 },
+    /// Adam (Kingma and Ba, 2014) with its usual constants.
+    Adam { beta1: f64, beta2: f64, epsilon: f64 },
+}
+
+impl Optimizer {
+    /// `sgd` (momentum 0.9) or `adam` (0.9, 0.999, 1e-8).
+    pub fn parse(name: &str) -> Result<Optimizer> {
+        match name {
+            "sgd" => Ok(Optimizer::Sgd { momentum: 0.9 }),
+            "adam" => Ok(Optimizer::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }),
+            other => Err(Error::Input(format!("unknown optimizer \"{other}\": use sgd or adam"))),
+        }
+    }
+}
+
+/// A training run's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub learning_rate: f64,
+    pub optimizer: Optimizer,
+    /// The L2 penalty lambda: the loss gains lambda / 2 * ||w||^2 over every weight.
+    pub weight_decay: f64,
+    /// Images per step.
+    pub batch: usize,
+    /// The shuffles' seed.
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { learning_rate: 0.01, optimizer: Optimizer::parse("sgd").unwrap(), weight_decay: 0.0, batch: 32, seed: 2013 }
+    }
+}
+
+/// A model being trained: its gradient graph at the batch size, its weights and the optimiser's
+/// state.
+pub struct Trainer {
+    trainable: Trainable,
+    gradient: GradientModel,
+    weights: Vec<Vec<f32>>,
+    /// Per weight: momentum (SGD) or the first moment (Adam), and Adam's second moment.
+    first: Vec<Vec<f64>>,
+    second: Vec<Vec<f64>>,
+    settings: Settings,
+    steps: u64,
+    rng: Rng,
+}
+
+/// One epoch's mean loss and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Epoch {
+    pub loss: f64,
+    pub steps: usize,
+    pub seconds: f64,
+}
+
+impl Trainer {
+    /// Loads the ONNX `bytes` for training with `settings` (its input shape's batch set to theirs).
+    pub fn new(bytes: &[u8], settings: Settings) -> Result<Trainer> {
+        if !(settings.learning_rate.is_finite() && settings.learning_rate > 0.0) {
+            return Err(Error::Input(format!("the learning rate must be a positive number, not {}", settings.learning_rate)));
+        }
+        if !(settings.weight_decay.is_finite() && settings.weight_decay >= 0.0) {
+            return Err(Error::Input(format!("the weight decay must be a number of at least 0, not {}", settings.weight_decay)));
+        }
+        if settings.batch == 0 || settings.batch > 4096 {
+            return Err(Error::Input(format!("a batch holds 1 to 4096 images, not {}", settings.batch)));
+        }
+        let one = crate::Classifier::load(bytes, None)?;
+        let mut shape = one.input_shape().to_vec();
+        shape[0] = settings.batch;
+        let trainable = Trainable::load(bytes, Some(&shape))?;
+        let gradient = trainable.gradient(&Objective::CrossEntropy)?;
+        let weights: Vec<Vec<f32>> = trainable.weights().iter().map(|w| w.values.clone()).collect();
+        let zeros: Vec<Vec<f64>> = weights.iter().map(|w| vec![0.0; w.len()]).collect();
+        let rng = Rng(settings.seed);
+        Ok(Trainer { trainable, gradient, weights, first: zeros.clone(), second: zeros, settings, steps: 0, rng })
+    }
+
+    /// Values per image.
+    pub fn image_len(&self) -> usize {
+        self.trainable.input_shape()[1..].iter().product()
+    }
+
+    /// The weights now, in [`Trainable::weights`]'s order.
+    pub fn weights(&self) -> &[Vec<f32>] {
+        &self.weights
+    }
+
+    /// The model being trained (its weight names, shapes, and those left fixed).
+    pub fn trainable(&self) -> &Trainable {
+        &self.trainable
+    }
+
+    /// One step on `batch` images (laid end to end) with their `labels`: the mean cross-entropy
+    /// before the step. A non-finite loss or gradient leaves the weights as they were.
+    pub fn step(&mut self, images: &[f32], labels: &[usize]) -> Result<f64> {
+        let (batch, len) = (self.settings.batch, self.image_len());
+        if labels.len() != batch || images.len() != batch * len {
+            return Err(Error::Input(format!(
+                "a step takes {batch} images of {len} values and their labels, not {} values and {} labels",
+                images.len(),
+                labels.len()
+            )));
+        }
+        let classes: usize = self.gradient.parameter_shape()[1..].iter().product();
+        let mut targets = vec![0.0f32; batch * classes];
+        for (i, &label) in labels.iter().enumerate() {
+            if label >= classes {
+                return Err(Error::Input(format!("label {label} is not one of the model's {classes} classes")));
+            }
+            targets[i * classes + label] = 1.0;
+        }
+        let weights: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
+        let (evaluation, gradients) = self.gradient.evaluate_weights(images, &weights, &targets).map_err(|e| match e {
+            Error::Run(why) if why.contains("computed") => Error::Run(format!(
+                "step {}: {why}; the learning rate {} is too high for this model: lower it (the weights are those \
+                 before this step)",
+                self.steps + 1,
+                self.settings.learning_rate
+            )),
+            other => other,
+        })?;
+        let loss = evaluation.objective as f64 / batch as f64;
+        self.steps += 1;
+        let (lr, decay) = (self.settings.learning_rate, self.settings.weight_decay);
+        let t = self.steps as i32;
+        for (k, w) in self.weights.iter_mut().enumerate() {
+            for (i, value) in w.iter_mut().enumerate() {
+                let g = gradients[k][i] as f64 / batch as f64 + decay * *value as f64;
+                let change = match self.settings.optimizer {
+                    Optimizer::Sgd { momentum } => {
+                        self.first[k][i] = momentum * self.first[k][i] + g;
+                        lr * self.first[k][i]
+                    }
+                    Optimizer::Adam { beta1, beta2, epsilon } => {
+                        self.first[k][i] = beta1 * self.first[k][i] + (1.0 - beta1) * g;
+                        self.second[k][i] = beta2 * self.second[k][i] + (1.0 - beta2) * g * g;
+                        let m = self.first[k][i] / (1.0 - beta1.powi(t));
+                        let v = self.second[k][i] / (1.0 - beta2.powi(t));
+                        lr * m / (v.sqrt() + epsilon)
+                    }
+                };
+                *value = (*value as f64 - change) as f32;
+            }
+        }
+        Ok(loss)
+    }
+
+    /// One pass over `images` (`labels.len()` of them, end to end) in a seeded shuffled order, a
+    /// step per full batch (the last, short one is left out); `progress` gets each step's number
+    /// and loss, and returns false to stop.
+    pub fn epoch(&mut self, images: &[f32], labels: &[usize], mut progress: impl FnMut(usize, f64) -> bool) -> Result<Epoch> {
+        let started = crate::attack::Instant::now();
+        let (batch, len) = (self.settings.batch, self.image_len());
+        if images.len() != labels.len() * len {
+            return Err(Error::Input(format!("{} labels for {} values of {len}-value images", labels.len(), images.len())));
+        }
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, self.rng.below(i + 1));
+        }
+        let (mut total, mut steps) = (0.0, 0);
+        let mut xs = vec![0.0f32; batch * len];
+        for chunk in order.chunks_exact(batch) {
+            for (slot, &i) in chunk.iter().enumerate() {
+                xs[slot * len..(slot + 1) * len].copy_from_slice(&images[i * len..(i + 1) * len]);
+            }
+            let ys: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+            let loss = self.step(&xs, &ys)?;
+            total += loss;
+            steps += 1;
+            if !progress(steps, loss) {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(Epoch { loss: total / steps.max(1) as f64, steps, seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// The original .onnx file `bytes` with the trained weights in place of its initializers:
+    /// the same graph, which onnxruntime and blindspot load alike.
+    pub fn write_onnx(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        let mut proto = crate::model::decode(bytes)?;
+        let graph = proto.graph.as_mut().ok_or_else(|| Error::NotOnnx("the file holds no graph".into()))?;
+        for (w, values) in self.trainable.weights().iter().zip(&self.weights) {
+            let t = graph
+                .initializer
+                .iter_mut()
+                .find(|t| t.name == w.name)
+                .ok_or_else(|| Error::Model(format!("the file has no initializer \"{}\" to write the weight into", w.name)))?;
+            t.float_data.clear();
+            t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        }
+        Ok(proto.encode_to_vec())
+    }
+}
