@@ -21,6 +21,8 @@ USAGE:
     blindspot serve-loss MODEL
     blindspot lipschitz MODEL
     blindspot bench grad [--ms 1000]
+    blindspot train MODEL --out TRAINED.onnx [--epochs 1] [--batch 32] [--lr 0.01] [--optimizer sgd|adam]
+                    [--weight-decay 0] [--adversarial none|fgsm] [--epsilon 0.1] [--n 60000] [--seed 2013]
 
     MODEL   an ONNX classifier (models/*.onnx)
     IMAGE   a .png (averaged to grey for 1-channel models, RGB for 3-channel ones) or a .npy of float32
@@ -55,6 +57,15 @@ step of --epsilon (L-infinity, default 0.1); pgd takes up to --steps (default 10
 It writes the example as a float32 .npy (--out, default adv.npy) and prints one JSON line:
 {\"method\",\"target\",\"success\",\"label\",\"probabilities\",\"distortion\",\"l2\",\"linf\",
 \"iterations\",\"gradient_evaluations\",\"seconds\",\"c\",\"out\"}.
+
+train trains MODEL's weights (its Conv, Gemm, MatMul, Add and Mul initializers; a BatchNorm's
+scale and bias stay fixed) on the first --n MNIST training digits (models/data/mnist-train-60k.bin.gz)
+with minibatch SGD (momentum 0.9) or Adam and an L2 weight decay, in a shuffled order from --seed;
+--adversarial fgsm trains on the mean of the loss at each digit and at its FGSM example of size
+--epsilon (Goodfellow et al., 2014). It writes the original graph with the trained weights to --out
+and prints one JSON line per epoch: {\"epoch\",\"loss\",\"train_error\",\"test_error\",\"seconds\"}
+(errors over the --n training digits and all 10,000 test digits). --adversarial lbfgs and layers
+(the paper's pools of L-BFGS examples) are not built yet.
 
 table1 reproduces the paper's Table 1 for the MNIST models of models/models.json: train and test
 error from the model cards, and the average distortion of the L-BFGS attack over the first --n
@@ -122,6 +133,7 @@ fn run(args: &[String]) -> Result<()> {
         "table3" => table3(&cli),
         "lipschitz" => lipschitz(&cli),
         "units" => units(&cli),
+        "train" => train(&cli),
         other => Err(Error::Input(format!("unknown command \"{other}\"\n\n{USAGE}"))),
     }
 }
@@ -506,6 +518,86 @@ fn table3(args: &Args) -> Result<()> {
         };
         let cells: Vec<String> = row.error_rates.iter().zip(quotes).map(|(rate, quote)| format!("{:.1}%{quote}", rate * 100.0)).collect();
         println!("| {name} | {:.3} | {} |", row.distortion, cells.join(" | "));
+    }
+    Ok(())
+}
+
+/// The digit pack at `path`, gunzipped when its name ends in .gz.
+fn digit_pack(path: &str) -> Result<blindspot::DigitPack> {
+    let bytes = read(path)?;
+    if !path.ends_with(".gz") {
+        return blindspot::DigitPack::parse(&bytes).map_err(|e| e.in_file(path));
+    }
+    let mut unpacked = vec![];
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut unpacked)
+        .map_err(|e| Error::Data(format!("{path}: not a gzipped digit pack ({e}); rebuild it with tools/pack_digits.py")))?;
+    blindspot::DigitPack::parse(&unpacked).map_err(|e| e.in_file(path))
+}
+
+fn train(args: &Args) -> Result<()> {
+    use blindspot::train::{Optimizer, Settings, Trainer};
+    args.refuse_unknown(&[
+        "out", "epochs", "batch", "lr", "optimizer", "weight-decay", "adversarial", "epsilon", "n", "seed", "pool", "refresh",
+    ])?;
+    let [model_path] = args.positional.as_slice() else {
+        return Err(Error::Input(format!("train needs MODEL\n\n{USAGE}")));
+    };
+    let out = args.option("out").ok_or_else(|| Error::Input("train needs --out TRAINED.onnx".into()))?;
+    let fgsm = match args.option("adversarial").unwrap_or("none") {
+        "none" => None,
+        "fgsm" => Some(number(args, "epsilon", 0.1)?),
+        "lbfgs" | "layers" => {
+            return Err(Error::Input(
+                "--adversarial lbfgs and layers (the paper's pools of L-BFGS examples) are not built yet: use none or fgsm".into(),
+            ))
+        }
+        other => return Err(Error::Input(format!("--adversarial \"{other}\" is not one of none, fgsm, lbfgs, layers"))),
+    };
+    if args.option("pool").is_some() || args.option("refresh").is_some() {
+        return Err(Error::Input("--pool and --refresh go with --adversarial lbfgs or layers, which are not built yet".into()));
+    }
+    let settings = Settings {
+        learning_rate: number(args, "lr", 0.01)?,
+        optimizer: Optimizer::parse(args.option("optimizer").unwrap_or("sgd"))?,
+        weight_decay: number(args, "weight-decay", 0.0)?,
+        batch: number(args, "batch", 32)?,
+        seed: number(args, "seed", blindspot::paper::SEED)?,
+    };
+    let epochs: usize = number(args, "epochs", 1)?;
+    let bytes = read(model_path)?;
+    let mut trainer = Trainer::new(&bytes, settings).map_err(|e| e.in_file(model_path))?;
+    for frozen in trainer.trainable().frozen() {
+        eprintln!("blindspot: {}", frozen.why);
+    }
+    let train = digit_pack("models/data/mnist-train-60k.bin.gz")?;
+    let test = digit_pack("models/data/mnist-test-10k.bin")?;
+    let n: usize = number::<usize>(args, "n", 60_000)?.min(train.len());
+    let len = trainer.image_len();
+    if len != train.rows * train.cols {
+        return Err(Error::Input(format!("{model_path} takes {len} values an image; the MNIST digits have {}", train.rows * train.cols)));
+    }
+    let images: Vec<f32> = (0..n).flat_map(|i| train.input(i)).collect();
+    let labels: Vec<usize> = (0..n).map(|i| train.labels[i] as usize).collect();
+    let error = |model: &Classifier, pack: &blindspot::DigitPack, count: usize| -> Result<f64> {
+        let xs: Vec<Vec<f32>> = (0..count).map(|i| pack.input(i)).collect();
+        let ys: Vec<usize> = (0..count).map(|i| pack.labels[i] as usize).collect();
+        blindspot::paper::error_rate(model, &xs, &ys)
+    };
+    for epoch in 1..=epochs {
+        let run = trainer.epoch_with(&images, &labels, fgsm, |_, _| true)?;
+        let written = trainer.write_onnx(&bytes)?;
+        std::fs::write(out, &written).map_err(|e| Error::Data(format!("{out}: {e}")))?;
+        let model = Classifier::load(&written, None).map_err(|e| e.in_file(out))?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "epoch": epoch,
+                "loss": run.loss,
+                "train_error": error(&model, &train, n)?,
+                "test_error": error(&model, &test, test.len())?,
+                "seconds": run.seconds,
+            })
+        );
     }
     Ok(())
 }

@@ -111,6 +111,28 @@ impl Trainer {
     /// One step on `batch` images (laid end to end) with their `labels`: the mean cross-entropy
     /// before the step. A non-finite loss or gradient leaves the weights as they were.
     pub fn step(&mut self, images: &[f32], labels: &[usize]) -> Result<f64> {
+        let (loss, _, gradients) = self.gradients(images, labels)?;
+        self.apply(&gradients);
+        Ok(loss)
+    }
+
+    /// Adversarial training with FGSM (Goodfellow et al., 2014): the step on the mean of the
+    /// losses at the images and at their fast-gradient-sign examples of size `epsilon` (made with
+    /// the weights before the step, clipped to [0,1]). Returns the mean clean loss.
+    pub fn step_fgsm(&mut self, images: &[f32], labels: &[usize], epsilon: f64) -> Result<f64> {
+        let (loss, dx, clean) = self.gradients(images, labels)?;
+        let adversarial: Vec<f32> =
+            images.iter().zip(&dx).map(|(&x, &g)| (x as f64 + epsilon * g.signum() as f64).clamp(0.0, 1.0) as f32).collect();
+        let (_, _, fooled) = self.gradients(&adversarial, labels)?;
+        let mean: Vec<Vec<f32>> =
+            clean.iter().zip(&fooled).map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()).collect();
+        self.apply(&mean);
+        Ok(loss)
+    }
+
+    /// The mean loss over the batch, d loss / d images, and d loss / d each weight (summed over
+    /// the batch) at the weights now.
+    fn gradients(&self, images: &[f32], labels: &[usize]) -> Result<(f64, Vec<f32>, Vec<Vec<f32>>)> {
         let (batch, len) = (self.settings.batch, self.image_len());
         if labels.len() != batch || images.len() != batch * len {
             return Err(Error::Input(format!(
@@ -137,13 +159,18 @@ impl Trainer {
             )),
             other => other,
         })?;
-        let loss = evaluation.objective as f64 / batch as f64;
+        Ok((evaluation.objective as f64 / batch as f64, evaluation.gradient, gradients))
+    }
+
+    /// Moves the weights by the optimiser along `gradients` (summed over a batch) plus the decay.
+    fn apply(&mut self, gradients: &[Vec<f32>]) {
+        let batch = self.settings.batch as f64;
         self.steps += 1;
         let (lr, decay) = (self.settings.learning_rate, self.settings.weight_decay);
         let t = self.steps as i32;
         for (k, w) in self.weights.iter_mut().enumerate() {
             for (i, value) in w.iter_mut().enumerate() {
-                let g = gradients[k][i] as f64 / batch as f64 + decay * *value as f64;
+                let g = gradients[k][i] as f64 / batch + decay * *value as f64;
                 let change = match self.settings.optimizer {
                     Optimizer::Sgd { momentum } => {
                         self.first[k][i] = momentum * self.first[k][i] + g;
@@ -160,13 +187,23 @@ impl Trainer {
                 *value = (*value as f64 - change) as f32;
             }
         }
-        Ok(loss)
     }
 
     /// One pass over `images` (`labels.len()` of them, end to end) in a seeded shuffled order, a
     /// step per full batch (the last, short one is left out); `progress` gets each step's number
     /// and loss, and returns false to stop.
-    pub fn epoch(&mut self, images: &[f32], labels: &[usize], mut progress: impl FnMut(usize, f64) -> bool) -> Result<Epoch> {
+    pub fn epoch(&mut self, images: &[f32], labels: &[usize], progress: impl FnMut(usize, f64) -> bool) -> Result<Epoch> {
+        self.epoch_with(images, labels, None, progress)
+    }
+
+    /// [`epoch`](Self::epoch), each step an FGSM step of `fgsm` when given ([`step_fgsm`](Self::step_fgsm)).
+    pub fn epoch_with(
+        &mut self,
+        images: &[f32],
+        labels: &[usize],
+        fgsm: Option<f64>,
+        mut progress: impl FnMut(usize, f64) -> bool,
+    ) -> Result<Epoch> {
         let started = crate::attack::Instant::now();
         let (batch, len) = (self.settings.batch, self.image_len());
         if images.len() != labels.len() * len {
@@ -183,7 +220,10 @@ impl Trainer {
                 xs[slot * len..(slot + 1) * len].copy_from_slice(&images[i * len..(i + 1) * len]);
             }
             let ys: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let loss = self.step(&xs, &ys)?;
+            let loss = match fgsm {
+                Some(epsilon) => self.step_fgsm(&xs, &ys, epsilon)?,
+                None => self.step(&xs, &ys)?,
+            };
             total += loss;
             steps += 1;
             if !progress(steps, loss) {

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Write the MNIST test digits as blindspot digit packs (the static files the page loads).
+"""Write the MNIST digits as blindspot digit packs (the static files the page loads).
 
     python3 tools/pack_digits.py            # after tools/fetch_mnist.sh
 
-Writes models/data/mnist-test-10k.bin (all 10,000 test digits, original order) and
-models/data/mnist-test-1k.bin (the first 1,000 of them).
+Writes models/data/mnist-test-10k.bin (all 10,000 test digits, original order),
+models/data/mnist-test-1k.bin (the first 1,000 of them) and models/data/mnist-train-60k.bin.gz
+(all 60,000 training digits, original order, the same format gzipped: mtime 0, level 9, so
+the bytes are the same on every run).
 
 Format (all integers little-endian):
     bytes 0-3   ASCII magic "BSDG"
@@ -15,6 +17,8 @@ Format (all integers little-endian):
     count bytes             labels (0-9)
     count*rows*cols bytes   pixels, uint8, row-major per image, images in order
 """
+import gzip
+import io
 import os
 import struct
 import sys
@@ -60,6 +64,19 @@ def main():
         assert np.array_equal(im2, images[:k]) and np.array_equal(lb2, labels[:k])
         print(f"wrote {os.path.relpath(path, ROOT)}: {k} digits, {len(data)} bytes, "
               f"label counts {np.bincount(lb2, minlength=10).tolist()}")
+    images, labels = load_raw("train")
+    assert images.shape == (60000, 28, 28) and labels.shape == (60000,)
+    data = pack(images, labels)
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9, mtime=0) as gz:
+        gz.write(data)
+    path = os.path.join(OUT, "mnist-train-60k.bin.gz")
+    with open(path, "wb") as fh:
+        fh.write(buffer.getvalue())
+    im2, lb2 = unpack(gzip.decompress(open(path, "rb").read()))
+    assert np.array_equal(im2, images) and np.array_equal(lb2, labels)
+    print(f"wrote {os.path.relpath(path, ROOT)}: 60000 digits, {len(buffer.getvalue())} bytes "
+          f"({len(data)} unpacked), label counts {np.bincount(lb2, minlength=10).tolist()}")
 
 
 if __name__ == "__main__":
