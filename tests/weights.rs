@@ -21,6 +21,17 @@ fn file_weights(t: &Trainable) -> Vec<&[f32]> {
     t.weights().iter().map(|w| w.values.as_slice()).collect()
 }
 
+/// The central difference of the float64 objective along coordinate `i` of weight `k`, step `h`.
+fn numeric(f: &F64Objective, x: &[f64], weights: &mut [Vec<f64>], k: usize, i: usize, p: &[f32], h: f64) -> f64 {
+    let v = weights[k][i];
+    weights[k][i] = v + h;
+    let up = f.at_weights(x, weights, p).unwrap();
+    weights[k][i] = v - h;
+    let down = f.at_weights(x, weights, p).unwrap();
+    weights[k][i] = v;
+    (up - down) / (2.0 * h)
+}
+
 #[test]
 fn the_weights_are_the_files_initializers_and_give_the_classifiers_answers() {
     let digits = pack();
@@ -75,14 +86,7 @@ fn weight_gradients_agree_with_float64_finite_differences() {
                 order.sort_by(|&a, &b| dw[k][b].abs().total_cmp(&dw[k][a].abs()));
                 let probe: Vec<usize> = order[..3].iter().copied().chain((0..3).map(|_| rng.below(w.values.len()))).collect();
                 for i in probe {
-                    let h = 1e-6;
-                    let v = weights[k][i];
-                    weights[k][i] = v + h;
-                    let up = f64.at_weights(&x64, &weights, &p).unwrap();
-                    weights[k][i] = v - h;
-                    let down = f64.at_weights(&x64, &weights, &p).unwrap();
-                    weights[k][i] = v;
-                    let numeric = (up - down) / (2.0 * h);
+                    let numeric = numeric(&f64, &x64, &mut weights, k, i, &p, 1e-6);
                     let error = (dw[k][i] as f64 - numeric).abs() / numeric.abs().max(1.0);
                     assert!(error <= 1e-4, "{id} {objective:?} {}[{i}]: reverse {} numeric {numeric}", w.name, dw[k][i]);
                 }
@@ -149,14 +153,7 @@ fn convolution_kernel_gradients_agree_with_float64_finite_differences() {
             let mut order: Vec<usize> = (0..w.values.len()).collect();
             order.sort_by(|&a, &b| dw[k][b].abs().total_cmp(&dw[k][a].abs()));
             for i in order[..2].iter().copied().chain((0..2).map(|_| rng.below(w.values.len()))) {
-                let h = 1e-5;
-                let v = weights[k][i];
-                weights[k][i] = v + h;
-                let up = f64.at_weights(&x64, &weights, &p).unwrap();
-                weights[k][i] = v - h;
-                let down = f64.at_weights(&x64, &weights, &p).unwrap();
-                weights[k][i] = v;
-                let numeric = (up - down) / (2.0 * h);
+                let numeric = numeric(&f64, &x64, &mut weights, k, i, &p, 1e-5);
                 let error = (dw[k][i] as f64 - numeric).abs() / numeric.abs().max(1.0);
                 assert!(error <= 1e-4, "{path} {}[{i}] {:?}: reverse {} numeric {numeric}", w.name, w.shape, dw[k][i]);
                 checked += 1;
@@ -189,11 +186,6 @@ fn a_batch_norms_scale_and_bias_stay_fixed_and_say_so() {
     let mut weights: Vec<Vec<f64>> = t.weights().iter().map(|w| w.values.iter().map(|&v| v as f64).collect()).collect();
     let k = t.weights().iter().position(|w| w.shape.len() == 4).unwrap();
     let i = (0..dw[k].len()).max_by(|&a, &b| dw[k][a].abs().total_cmp(&dw[k][b].abs())).unwrap();
-    let (h, v) = (1e-5, weights[k][i]);
-    weights[k][i] = v + h;
-    let up = f64.at_weights(&x64, &weights, &p).unwrap();
-    weights[k][i] = v - h;
-    let down = f64.at_weights(&x64, &weights, &p).unwrap();
-    let numeric = (up - down) / (2.0 * h);
+    let numeric = numeric(&f64, &x64, &mut weights, k, i, &p, 1e-5);
     assert!((dw[k][i] as f64 - numeric).abs() <= 1e-4 * numeric.abs().max(1.0), "reverse {} numeric {numeric}", dw[k][i]);
 }
