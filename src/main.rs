@@ -22,7 +22,8 @@ USAGE:
     blindspot lipschitz MODEL
     blindspot bench grad [--ms 1000]
     blindspot train MODEL --out TRAINED.onnx [--epochs 1] [--batch 32] [--lr 0.01] [--optimizer sgd|adam]
-                    [--weight-decay 0] [--adversarial none|fgsm] [--epsilon 0.1] [--n 60000] [--seed 2013]
+                    [--weight-decay 0] [--adversarial none|fgsm|lbfgs] [--epsilon 0.1] [--pool 1000]
+                    [--refresh 0.1] [--n 60000] [--seed 2013]
 
     MODEL   an ONNX classifier (models/*.onnx)
     IMAGE   a .png (averaged to grey for 1-channel models, RGB for 3-channel ones) or a .npy of float32
@@ -62,10 +63,14 @@ train trains MODEL's weights (its Conv, Gemm, MatMul, Add and Mul initializers; 
 scale and bias stay fixed) on the first --n MNIST training digits (models/data/mnist-train-60k.bin.gz)
 with minibatch SGD (momentum 0.9) or Adam and an L2 weight decay, in a shuffled order from --seed;
 --adversarial fgsm trains on the mean of the loss at each digit and at its FGSM example of size
---epsilon (Goodfellow et al., 2014). It writes the original graph with the trained weights to --out
-and prints one JSON line per epoch: {\"epoch\",\"loss\",\"train_error\",\"test_error\",\"seconds\"}
-(errors over the --n training digits and all 10,000 test digits). --adversarial lbfgs and layers
-(the paper's pools of L-BFGS examples) are not built yet.
+--epsilon (Goodfellow et al., 2014); --adversarial lbfgs is the paper's (section 4.2): each step
+also trains on a batch drawn from a pool of --pool L-BFGS adversarial examples of training digits
+(each towards a random other class, kept with its true label), filled at the start and a --refresh
+fraction of it replaced by new examples, made with the weights of the moment, every 100 steps. It
+writes the original graph with the trained weights to --out and prints one JSON line per epoch:
+{\"epoch\",\"loss\",\"train_error\",\"test_error\",\"pool\",\"seconds\"} (errors over the --n
+training digits and all 10,000 test digits; pool: the examples it holds). --adversarial layers (the
+paper's pools for each layer's outputs) is not built yet.
 
 table1 reproduces the paper's Table 1 for the MNIST models of models/models.json: train and test
 error from the model cards, and the average distortion of the L-BFGS attack over the first --n
@@ -535,7 +540,7 @@ fn digit_pack(path: &str) -> Result<blindspot::DigitPack> {
 }
 
 fn train(args: &Args) -> Result<()> {
-    use blindspot::train::{Optimizer, Settings, Trainer};
+    use blindspot::train::{Adversarial, Optimizer, Settings, Trainer};
     args.refuse_unknown(&[
         "out", "epochs", "batch", "lr", "optimizer", "weight-decay", "adversarial", "epsilon", "n", "seed", "pool", "refresh",
     ])?;
@@ -543,18 +548,28 @@ fn train(args: &Args) -> Result<()> {
         return Err(Error::Input(format!("train needs MODEL\n\n{USAGE}")));
     };
     let out = args.option("out").ok_or_else(|| Error::Input("train needs --out TRAINED.onnx".into()))?;
-    let fgsm = match args.option("adversarial").unwrap_or("none") {
-        "none" => None,
-        "fgsm" => Some(number(args, "epsilon", 0.1)?),
-        "lbfgs" | "layers" => {
+    let method = args.option("adversarial").unwrap_or("none");
+    match method {
+        "none" | "fgsm" | "lbfgs" => {}
+        "layers" => {
             return Err(Error::Input(
-                "--adversarial lbfgs and layers (the paper's pools of L-BFGS examples) are not built yet: use none or fgsm".into(),
+                "--adversarial layers (the paper's pools of examples for each layer's outputs) is not built yet: use none, fgsm \
+                 or lbfgs"
+                    .into(),
             ))
         }
         other => return Err(Error::Input(format!("--adversarial \"{other}\" is not one of none, fgsm, lbfgs, layers"))),
-    };
-    if args.option("pool").is_some() || args.option("refresh").is_some() {
-        return Err(Error::Input("--pool and --refresh go with --adversarial lbfgs or layers, which are not built yet".into()));
+    }
+    if method != "lbfgs" && (args.option("pool").is_some() || args.option("refresh").is_some()) {
+        return Err(Error::Input("--pool and --refresh go with --adversarial lbfgs".into()));
+    }
+    let epsilon: f64 = number(args, "epsilon", 0.1)?;
+    let pool_size: usize = number(args, "pool", 1000)?;
+    let refresh: f64 = number(args, "refresh", 0.1)?;
+    if pool_size == 0 || !(0.0..=1.0).contains(&refresh) {
+        return Err(Error::Input(format!(
+            "--pool takes at least 1 example and --refresh a fraction from 0 to 1, not {pool_size} and {refresh}"
+        )));
     }
     let settings = Settings {
         learning_rate: number(args, "lr", 0.01)?,
@@ -583,8 +598,20 @@ fn train(args: &Args) -> Result<()> {
         let ys: Vec<usize> = (0..count).map(|i| pack.labels[i] as usize).collect();
         blindspot::paper::error_rate(model, &xs, &ys)
     };
+    let mut pool = blindspot::train::Pool::new(pool_size, number(args, "seed", blindspot::paper::SEED)?);
     for epoch in 1..=epochs {
-        let run = trainer.epoch_with(&images, &labels, fgsm, |_, _| true)?;
+        let adversarial = match method {
+            "fgsm" => Adversarial::Fgsm(epsilon),
+            "lbfgs" => Adversarial::Pool {
+                pool: &mut pool,
+                bytes: &bytes,
+                every: 100,
+                count: ((refresh * pool_size as f64).ceil() as usize).max(1),
+                options: blindspot::attack::lbfgs::Options::default(),
+            },
+            _ => Adversarial::None,
+        };
+        let run = trainer.epoch_with(&images, &labels, adversarial, |_, _| true)?;
         let written = trainer.write_onnx(&bytes)?;
         std::fs::write(out, &written).map_err(|e| Error::Data(format!("{out}: {e}")))?;
         let model = Classifier::load(&written, None).map_err(|e| e.in_file(out))?;
@@ -595,6 +622,7 @@ fn train(args: &Args) -> Result<()> {
                 "loss": run.loss,
                 "train_error": error(&model, &train, n)?,
                 "test_error": error(&model, &test, test.len())?,
+                "pool": pool.len(),
                 "seconds": run.seconds,
             })
         );

@@ -62,6 +62,17 @@ pub struct Trainer {
     rng: Rng,
 }
 
+/// What each step of an epoch trains on besides the digits.
+pub enum Adversarial<'a> {
+    None,
+    /// Their FGSM examples of this size ([`Trainer::step_fgsm`]).
+    Fgsm(f64),
+    /// Examples from the pool ([`Trainer::step_pooled`]), filled first, then `count` new L-BFGS
+    /// examples made every `every` steps for the model of that moment (`bytes`: its original
+    /// file, for the weights to be written into).
+    Pool { pool: &'a mut Pool, bytes: &'a [u8], every: usize, count: usize, options: crate::attack::lbfgs::Options },
+}
+
 /// One epoch's mean loss and how long it took.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Epoch {
@@ -162,6 +173,24 @@ impl Trainer {
         Ok((evaluation.objective as f64 / batch as f64, evaluation.gradient, gradients))
     }
 
+    /// The paper's adversarial training (section 4.2): the step on the mean of the losses at the
+    /// images and at `batch` examples drawn from `pool` (adversarial examples with their true
+    /// labels). Returns the mean clean loss.
+    pub fn step_pooled(&mut self, images: &[f32], labels: &[usize], pool: &mut Pool) -> Result<f64> {
+        let (loss, _, clean) = self.gradients(images, labels)?;
+        let (xs, ys) = pool.draw(self.settings.batch);
+        let (_, _, adversarial) = self.gradients(&xs, &ys)?;
+        let mean: Vec<Vec<f32>> =
+            clean.iter().zip(&adversarial).map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()).collect();
+        self.apply(&mean);
+        Ok(loss)
+    }
+
+    /// The model with the weights now, at batch 1 (for attacks and error rates).
+    pub fn classifier(&self, bytes: &[u8]) -> Result<crate::Classifier> {
+        crate::Classifier::load(&self.write_onnx(bytes)?, None)
+    }
+
     /// Moves the weights by the optimiser along `gradients` (summed over a batch) plus the decay.
     fn apply(&mut self, gradients: &[Vec<f32>]) {
         let batch = self.settings.batch as f64;
@@ -193,17 +222,18 @@ impl Trainer {
     /// step per full batch (the last, short one is left out); `progress` gets each step's number
     /// and loss, and returns false to stop.
     pub fn epoch(&mut self, images: &[f32], labels: &[usize], progress: impl FnMut(usize, f64) -> bool) -> Result<Epoch> {
-        self.epoch_with(images, labels, None, progress)
+        self.epoch_with(images, labels, Adversarial::None, progress)
     }
 
-    /// [`epoch`](Self::epoch), each step an FGSM step of `fgsm` when given ([`step_fgsm`](Self::step_fgsm)).
+    /// [`epoch`](Self::epoch), each step as `adversarial` says.
     pub fn epoch_with(
         &mut self,
         images: &[f32],
         labels: &[usize],
-        fgsm: Option<f64>,
+        adversarial: Adversarial<'_>,
         mut progress: impl FnMut(usize, f64) -> bool,
     ) -> Result<Epoch> {
+        let mut adversarial = adversarial;
         let started = crate::attack::Instant::now();
         let (batch, len) = (self.settings.batch, self.image_len());
         if images.len() != labels.len() * len {
@@ -220,9 +250,21 @@ impl Trainer {
                 xs[slot * len..(slot + 1) * len].copy_from_slice(&images[i * len..(i + 1) * len]);
             }
             let ys: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let loss = match fgsm {
-                Some(epsilon) => self.step_fgsm(&xs, &ys, epsilon)?,
-                None => self.step(&xs, &ys)?,
+            let loss = match &mut adversarial {
+                Adversarial::None => self.step(&xs, &ys)?,
+                Adversarial::Fgsm(epsilon) => self.step_fgsm(&xs, &ys, *epsilon)?,
+                Adversarial::Pool { pool, bytes, every, count, options } => {
+                    if pool.is_empty() || steps % *every == 0 && steps > 0 {
+                        let model = self.classifier(bytes)?;
+                        let want = if pool.is_empty() { pool.size } else { *count };
+                        pool.refresh(&model, images, labels, want, options)?;
+                    }
+                    if pool.is_empty() {
+                        self.step(&xs, &ys)?
+                    } else {
+                        self.step_pooled(&xs, &ys, pool)?
+                    }
+                }
             };
             total += loss;
             steps += 1;
@@ -248,5 +290,78 @@ impl Trainer {
             t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         }
         Ok(proto.encode_to_vec())
+    }
+}
+
+/// The paper's pool of adversarial examples (section 4.2): L-BFGS examples of training digits,
+/// each pushed towards a random other class with the weights of the moment, kept with their true
+/// labels; a random part of it replaced by new ones as training goes on.
+pub struct Pool {
+    images: Vec<Vec<f32>>,
+    labels: Vec<usize>,
+    size: usize,
+    rng: Rng,
+}
+
+impl Pool {
+    /// An empty pool that holds up to `size` examples, its draws and targets from `seed`.
+    pub fn new(size: usize, seed: u64) -> Pool {
+        Pool { images: vec![], labels: vec![], size: size.max(1), rng: Rng(seed ^ 0x5EED_0F_A11) }
+    }
+
+    /// How many examples the pool holds.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// The examples and their true labels.
+    pub fn examples(&self) -> (&[Vec<f32>], &[usize]) {
+        (&self.images, &self.labels)
+    }
+
+    /// Makes `count` new examples for `model` from random digits of `images` (with `labels`),
+    /// each attacked towards a random other class by the paper's L-BFGS (`options`): the
+    /// successful ones fill the pool up to its size, then replace random examples. Returns how
+    /// many entered.
+    pub fn refresh(
+        &mut self,
+        model: &crate::Classifier,
+        images: &[f32],
+        labels: &[usize],
+        count: usize,
+        options: &crate::attack::lbfgs::Options,
+    ) -> Result<usize> {
+        let len = model.image_len();
+        let classes = model.classes();
+        let mut entered = 0;
+        for _ in 0..count {
+            let i = self.rng.below(labels.len());
+            let x = &images[i * len..(i + 1) * len];
+            let target = (labels[i] + 1 + self.rng.below(classes - 1)) % classes;
+            let outcome = crate::attack::lbfgs::attack(model, x, crate::attack::Goal::Target(target), options, |_| true)?;
+            if !outcome.success {
+                continue;
+            }
+            if self.images.len() < self.size {
+                self.images.push(outcome.adversarial);
+                self.labels.push(labels[i]);
+            } else {
+                let slot = self.rng.below(self.size);
+                self.images[slot] = outcome.adversarial;
+                self.labels[slot] = labels[i];
+            }
+            entered += 1;
+        }
+        Ok(entered)
+    }
+
+    /// `batch` examples drawn at random (with replacement), end to end, and their labels.
+    fn draw(&mut self, batch: usize) -> (Vec<f32>, Vec<usize>) {
+        let picks: Vec<usize> = (0..batch).map(|_| self.rng.below(self.images.len())).collect();
+        (picks.iter().flat_map(|&k| self.images[k].iter().copied()).collect(), picks.iter().map(|&k| self.labels[k]).collect())
     }
 }

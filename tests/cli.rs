@@ -308,6 +308,7 @@ fn train_prints_an_epoch_a_line_and_writes_a_model_that_loads() {
     assert_eq!(lines.len(), 2, "{stdout}");
     for (k, line) in lines.iter().enumerate() {
         assert_eq!(line["epoch"], serde_json::json!(k + 1));
+        assert_eq!(line["pool"], serde_json::json!(0), "no pool without --adversarial lbfgs");
         for field in ["loss", "train_error", "test_error", "seconds"] {
             assert!(line[field].as_f64().is_some_and(f64::is_finite), "{field}: {line}");
         }
@@ -318,7 +319,8 @@ fn train_prints_an_epoch_a_line_and_writes_a_model_that_loads() {
     let model = blindspot::Classifier::load(&std::fs::read(out).unwrap(), None).unwrap();
     assert_eq!(model.classes(), 10);
     for (args, message) in [
-        (vec!["train", "models/cnn.onnx", "--out", out, "--adversarial", "lbfgs"], "--adversarial lbfgs and layers"),
+        (vec!["train", "models/cnn.onnx", "--out", out, "--adversarial", "layers"], "--adversarial layers (the paper's pools"),
+        (vec!["train", "models/cnn.onnx", "--out", out, "--pool", "10"], "--pool and --refresh go with --adversarial lbfgs"),
         (vec!["train", "models/cnn.onnx"], "train needs --out TRAINED.onnx"),
         (vec!["train", "models/cnn.onnx", "--out", out, "--optimizer", "rmsprop"], "unknown optimizer \"rmsprop\": use sgd or adam"),
         (vec!["train", "models/cnn.onnx", "--out", out, "--lr", "-1"], "the learning rate must be a positive number"),

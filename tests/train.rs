@@ -2,7 +2,7 @@
 //! digits not trained on, a diverging learning rate stops with the last good weights, and the
 //! written .onnx file is the original graph with the new weights, which onnxruntime reads alike.
 
-use blindspot::train::{Optimizer, Settings, Trainer};
+use blindspot::train::{Adversarial, Optimizer, Pool, Settings, Trainer};
 use blindspot::{Classifier, DigitPack, Error};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -120,10 +120,11 @@ fn fgsm_training_makes_fgsm_examples_fool_the_model_less_often() {
     let (train_x, train_y) = digits(0, 3000);
     let (test_x, test_y) = digits(6000, 6300);
     let fooled = |fgsm_training: Option<f64>| -> usize {
+        let adversarial = || fgsm_training.map_or(Adversarial::None, Adversarial::Fgsm);
         let settings = Settings { learning_rate: 0.05, batch: 50, seed: 11, ..Settings::default() };
         let mut trainer = Trainer::new(&bytes("fc100-100-10"), settings).unwrap();
         for _ in 0..2 {
-            trainer.epoch_with(&train_x, &train_y, fgsm_training, |_, _| true).unwrap();
+            trainer.epoch_with(&train_x, &train_y, adversarial(), |_, _| true).unwrap();
         }
         let model = Classifier::load(&trainer.write_onnx(&bytes("fc100-100-10")).unwrap(), None).unwrap();
         (0..test_y.len())
@@ -137,4 +138,37 @@ fn fgsm_training_makes_fgsm_examples_fool_the_model_less_often() {
     let (plain, robust) = (fooled(None), fooled(Some(0.1)));
     println!("FGSM examples (0.1) fool {plain} of 300 digits after plain training, {robust} after FGSM training");
     assert!(robust * 2 < plain, "plain {plain}, FGSM-trained {robust}");
+}
+
+/// The paper's pool (section 4.2): filled with L-BFGS examples that fool the model of the moment
+/// (each kept with its true label), refreshed as training goes on, and a training run on it.
+#[test]
+fn the_lbfgs_pool_holds_examples_that_fooled_the_model_and_trains_on_them() {
+    let bytes = bytes("fc100-100-10");
+    let (x, y) = digits(0, 1000);
+    let model = Classifier::load(&bytes, None).unwrap();
+    let mut pool = Pool::new(40, 3);
+    let options = blindspot::attack::lbfgs::Options::default();
+    let entered = pool.refresh(&model, &x, &y, 40, &options).unwrap();
+    assert_eq!(pool.len(), entered);
+    assert!(entered >= 30, "only {entered} of 40 attacks succeeded");
+    let (images, labels) = pool.examples();
+    for (image, &label) in images.iter().zip(labels) {
+        assert_ne!(model.classify(image).unwrap().label, label, "a pool example the model gets right");
+        assert!(image.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+    let settings = Settings { learning_rate: 0.02, batch: 25, seed: 5, ..Settings::default() };
+    let mut trainer = Trainer::new(&bytes, settings).unwrap();
+    let mut pool = Pool::new(40, 3);
+    let adversarial = Adversarial::Pool { pool: &mut pool, bytes: &bytes, every: 10, count: 8, options };
+    let epoch = trainer.epoch_with(&x, &y, adversarial, |_, _| true).unwrap();
+    assert_eq!(epoch.steps, 40);
+    assert!(epoch.loss.is_finite());
+    assert!(pool.len() >= 30, "the pool holds {}", pool.len());
+    // the trained model classifies the pool's examples correctly more often than it did
+    let trained = trainer.classifier(&bytes).unwrap();
+    let (images, labels) = pool.examples();
+    let right = |m: &Classifier| images.iter().zip(labels).filter(|(im, &l)| m.classify(im).unwrap().label == l).count();
+    println!("pool of {}: the original model gets {} right, the trained one {}", images.len(), right(&model), right(&trained));
+    assert!(right(&trained) > right(&model));
 }
