@@ -281,11 +281,19 @@ impl Trainer {
         let mut proto = crate::model::decode(bytes)?;
         let graph = proto.graph.as_mut().ok_or_else(|| Error::NotOnnx("the file holds no graph".into()))?;
         for (w, values) in self.trainable.weights().iter().zip(&self.weights) {
-            let t = graph
-                .initializer
-                .iter_mut()
-                .find(|t| t.name == w.name)
-                .ok_or_else(|| Error::Model(format!("the file has no initializer \"{}\" to write the weight into", w.name)))?;
+            // an initializer, or the value of the Constant node that held it
+            let t = if let Some(i) = graph.initializer.iter().position(|t| t.name == w.name) {
+                &mut graph.initializer[i]
+            } else {
+                graph
+                    .node
+                    .iter_mut()
+                    .filter(|n| n.op_type == "Constant" && n.output.first() == Some(&w.name))
+                    .flat_map(|n| n.attribute.iter_mut())
+                    .find(|a| a.name == "value")
+                    .and_then(|a| a.t.as_mut())
+                    .ok_or_else(|| Error::Model(format!("the file has no initializer \"{}\" to write the weight into", w.name)))?
+            };
             t.float_data.clear();
             t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         }

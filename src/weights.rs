@@ -57,9 +57,9 @@ fn frozen(graph: &pb::GraphProto) -> Vec<Frozen> {
         .collect()
 }
 
-/// Moves every float initializer that some op takes as a weight (see [`weight_slots`]) from the
-/// graph's initializers to its inputs, after the image; returns them in input order, and the
-/// weights left constants ([`Frozen`]).
+/// Moves every float initializer (or Constant node's value) that some op takes as a weight (see
+/// [`weight_slots`]) to the graph's inputs, after the image; returns them in input order, and
+/// the weights left constants ([`Frozen`]).
 pub(crate) fn free(proto: &mut pb::ModelProto) -> Result<(Vec<Weight>, Vec<Frozen>)> {
     let Some(graph) = proto.graph.as_mut() else { return Ok((vec![], vec![])) };
     let frozen = frozen(graph);
@@ -71,6 +71,21 @@ pub(crate) fn free(proto: &mut pb::ModelProto) -> Result<(Vec<Weight>, Vec<Froze
                     wanted.push(name.clone());
                 }
             }
+        }
+    }
+    // a weight held by a Constant node (some exporters write them so) becomes an initializer
+    // first, so it is trained like the others rather than left fixed without a word
+    let mut index = 0;
+    while index < graph.node.len() {
+        let node = &graph.node[index];
+        let value = node.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.clone());
+        match (node.op_type.as_str(), node.output.first(), value) {
+            ("Constant", Some(output), Some(mut t)) if wanted.contains(output) => {
+                t.name = output.clone();
+                graph.initializer.push(t);
+                graph.node.remove(index);
+            }
+            _ => index += 1,
         }
     }
     let mut weights = vec![];

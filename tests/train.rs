@@ -172,3 +172,22 @@ fn the_lbfgs_pool_holds_examples_that_fooled_the_model_and_trains_on_them() {
     println!("pool of {}: the original model gets {} right, the trained one {}", images.len(), right(&model), right(&trained));
     assert!(right(&trained) > right(&model));
 }
+
+/// A weight held by a Constant node is trained like an initializer and written back into it; a
+/// graph with no weights is refused with what to do.
+#[test]
+fn a_constant_nodes_weight_is_trained_and_a_graph_without_weights_is_refused() {
+    let fixture = |name: &str| std::fs::read(format!("{ROOT}/tests/fixtures/{name}")).unwrap();
+    let (x, y) = digits(0, 500);
+    let mut trainer = Trainer::new(&fixture("constant-weight.onnx"), Settings { batch: 50, learning_rate: 0.1, ..Settings::default() }).unwrap();
+    assert_eq!(trainer.trainable().weights().iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["w"]);
+    let before = trainer.epoch(&x, &y, |_, _| true).unwrap().loss;
+    let after = trainer.epoch(&x, &y, |_, _| true).unwrap().loss;
+    assert!(after < before, "{before} -> {after}");
+    let written = trainer.write_onnx(&fixture("constant-weight.onnx")).unwrap();
+    let trained = Classifier::load(&written, None).unwrap();
+    let original = Classifier::load(&fixture("constant-weight.onnx"), None).unwrap();
+    assert_ne!(trained.classify(&x[..784]).unwrap().logits, original.classify(&x[..784]).unwrap().logits);
+    let e = Trainer::new(&fixture("no-weights.onnx"), Settings::default()).err().expect("a graph without weights trained");
+    assert!(e.to_string().contains("the model has no float weights to train"), "{e}");
+}

@@ -137,6 +137,23 @@ def main():
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
         [numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 0, 1], np.int64), "pads")]), "wrap-pad-no-output.onnx", opset=19)
 
+    # A softmax regression whose weight is a Constant node, not an initializer (some exporters
+    # write weights so): trained like an initializer, and written back as one. And a graph with
+    # no weights at all (a Softmax of the flattened image): nothing to train.
+    save(helper.make_graph(
+        [helper.make_node("Constant", [], ["w"], name="weight", value=numpy_helper.from_array(
+            rng.standard_normal((784, 10)).astype(np.float32) * 0.01, "w")),
+         helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"], name="dense")],
+        "constant_weight", [image_input()], [logits], []), "constant-weight.onnx")
+    save(helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], name="flatten", axis=1),
+         helper.make_node("Slice", ["flat", "start", "end", "axes"], ["logits"], name="first10")],
+        "no_weights", [image_input()], [logits],
+        [numpy_helper.from_array(np.array([0], np.int64), "start"), numpy_helper.from_array(np.array([10], np.int64), "end"),
+         numpy_helper.from_array(np.array([1], np.int64), "axes")]),
+        "no-weights.onnx")
+
     # The shipped fc100-100-10 as exporters lay out a grey digit: a flat [N, 784] vector (an
     # sklearn or Keras MLP) and channels-last [N, 28, 28, 1] (Keras): a Reshape in front of the
     # same graph, so each must classify every digit exactly as the shipped model does.
