@@ -14,7 +14,7 @@ USAGE:
     blindspot attack MODEL INPUT.npy --target K|any [--method lbfgs|fgsm|pgd] [--out ADV.npy]
                      [--max-iterations 150] [--c-steps 5] [--epsilon E] [--step S] [--steps N]
                      [--norm linf|l2] [PREPROCESSING]
-    blindspot table1 [--n 1000] [--seed 2013] [--models id,id,...] [--csv FILE]
+    blindspot table1 [--n 1000] [--seed 2013] [--models id|FILE.onnx,...] [--csv FILE]
     blindspot table2 [--n 1000] [--seed 2013]
     blindspot table3 [--n 1000] [--seed 2013]
     blindspot units MODEL [--tensor NAME [--unit I] [--seed S] [--top 8] [--n 10000]]
@@ -76,6 +76,8 @@ table1 reproduces the paper's Table 1 for the MNIST models of models/models.json
 error from the model cards, and the average distortion of the L-BFGS attack over the first --n
 test digits, each towards a seeded random other class; Markdown, the paper's figures beside ours.
 --csv FILE also writes one line per attack: model,digit,label,target,success,distortion.
+--models takes ids of models/models.json or paths of .onnx files (a model from blindspot train:
+its card columns are blank).
 
 table2 is the paper's Table 2: adversarial examples made (as in table1) for each Table 1 model,
 and Gaussian noise of stddev 0.1 and 0.3, fed to every Table 1 model; each cell the error rate.
@@ -403,8 +405,15 @@ fn table1(args: &Args) -> Result<()> {
     let models = manifest()?;
     let lab = Lab::new();
     for id in &wanted {
-        // one model at a time, so each row is printed as soon as it is measured
-        let m = lab_load(&lab, &models, id)?;
+        // one model at a time, so each row is printed as soon as it is measured; a path to an
+        // .onnx file (a model trained with blindspot train) has no card figures
+        let m = if id.ends_with(".onnx") {
+            let load = Request::Load { key: id.clone(), bytes: read(id)?, shape: None, preprocessing: None, backend: None, detected: None };
+            lab.answer_blocking(0, load, &Quiet).map_err(|e| e.in_file(id))?;
+            serde_json::json!({ "name": id })
+        } else {
+            lab_load(&lab, &models, id)?
+        };
         let Response::Distortions(rows) = ask_table(&lab, 1, std::slice::from_ref(id), &pack, n, seed)? else {
             unreachable!("Table 1 is answered with distortion rows")
         };

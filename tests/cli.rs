@@ -318,6 +318,11 @@ fn train_prints_an_epoch_a_line_and_writes_a_model_that_loads() {
     assert!(lines[1]["loss"].as_f64().unwrap() < lines[0]["loss"].as_f64().unwrap(), "{stdout}");
     let model = blindspot::Classifier::load(&std::fs::read(out).unwrap(), None).unwrap();
     assert_eq!(model.classes(), 10);
+    // table1 measures a trained file as it does a shipped model
+    let (ok, table, err) = blindspot(&["table1", "--n", "4", "--models", out]);
+    assert!(ok, "{err}");
+    let row = table.lines().nth(2).unwrap();
+    assert!(row.starts_with(&format!("| {out} | - | - | 0.")) && row.contains("| 4/4 |"), "{row}");
     for (args, message) in [
         (vec!["train", "models/cnn.onnx", "--out", out, "--adversarial", "layers"], "--adversarial layers (the paper's pools"),
         (vec!["train", "models/cnn.onnx", "--out", out, "--pool", "10"], "--pool and --refresh go with --adversarial lbfgs"),
