@@ -407,13 +407,7 @@ fn table1(args: &Args) -> Result<()> {
     for id in &wanted {
         // one model at a time, so each row is printed as soon as it is measured; a path to an
         // .onnx file (a model trained with blindspot train) has no card figures
-        let m = if id.ends_with(".onnx") {
-            let load = Request::Load { key: id.clone(), bytes: read(id)?, shape: None, preprocessing: None, backend: None, detected: None };
-            lab.answer_blocking(0, load, &Quiet).map_err(|e| e.in_file(id))?;
-            serde_json::json!({ "name": id })
-        } else {
-            lab_load(&lab, &models, id)?
-        };
+        let m = lab_load(&lab, &models, id)?;
         let Response::Distortions(rows) = ask_table(&lab, 1, std::slice::from_ref(id), &pack, n, seed)? else {
             unreachable!("Table 1 is answered with distortion rows")
         };
@@ -441,16 +435,21 @@ fn table1(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Loads the model of models/models.json `id` into `lab` under its id; its manifest entry.
+/// Loads the model of models/models.json `id` (or the .onnx file at the path `id`) into `lab`
+/// under `id`; its manifest entry (a file's has only its name).
 fn lab_load(lab: &Lab, models: &[serde_json::Value], id: &str) -> Result<serde_json::Value> {
-    let m = models
-        .iter()
-        .find(|m| m["id"] == id)
-        .ok_or_else(|| Error::Input(format!("no model \"{id}\" in models/models.json")))?;
-    let path = format!("models/{}", m["file"].as_str().unwrap_or_default());
+    let (m, path) = if id.ends_with(".onnx") {
+        (serde_json::json!({ "name": id }), id.to_string())
+    } else {
+        let m = models
+            .iter()
+            .find(|m| m["id"] == id)
+            .ok_or_else(|| Error::Input(format!("no model \"{id}\" in models/models.json")))?;
+        (m.clone(), format!("models/{}", m["file"].as_str().unwrap_or_default()))
+    };
     let load = Request::Load { key: id.into(), bytes: read(&path)?, shape: None, preprocessing: None, backend: None, detected: None };
     lab.answer_blocking(0, load, &Quiet).map_err(|e| e.in_file(&path))?;
-    Ok(m.clone())
+    Ok(m)
 }
 
 /// The lab's `table` request: the paper's Table `table` for the loaded models `keys`.

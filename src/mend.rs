@@ -30,12 +30,6 @@ fn distinct_names(graph: &mut pb::GraphProto) {
     use std::collections::HashSet;
     let mut taken: HashSet<String> =
         graph.initializer.iter().map(|t| t.name.clone()).chain(graph.input.iter().map(|i| i.name.clone())).collect();
-    let all_distinct = graph.node.iter().filter(|n| !n.name.is_empty()).try_fold(taken.clone(), |mut seen, n| {
-        seen.insert(n.name.clone()).then_some(seen)
-    });
-    if all_distinct.is_some() {
-        return;
-    }
     for node in graph.node.iter_mut().filter(|n| !n.name.is_empty()) {
         if !taken.contains(&node.name) {
             taken.insert(node.name.clone());

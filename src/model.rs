@@ -41,7 +41,20 @@ impl Trainable {
     /// Loads ONNX bytes as [`Classifier::load`] does (the same checks, the same logits), with the
     /// weights free.
     pub fn load(bytes: &[u8], input_shape: Option<&[usize]>) -> Result<Trainable> {
+        Trainable::load_at(bytes, input_shape, None)
+    }
+
+    /// [`load`](Self::load) at the file's input shape with its batch axis set to `batch`.
+    pub fn load_batch(bytes: &[u8], batch: usize) -> Result<Trainable> {
+        Trainable::load_at(bytes, None, Some(batch))
+    }
+
+    fn load_at(bytes: &[u8], input_shape: Option<&[usize]>, batch: Option<usize>) -> Result<Trainable> {
         let classifier = Classifier::load(bytes, input_shape)?;
+        let mut shape = classifier.input_shape().to_vec();
+        if let Some(batch) = batch {
+            shape[0] = batch;
+        }
         if classifier.output.kind == OutputKind::ProbabilitiesByValue {
             return Err(Error::Model(format!(
                 "its output {} sums to 1 without a Softmax op; blindspot trains on logits: re-export it with its \
@@ -50,7 +63,7 @@ impl Trainable {
             )));
         }
         guarded("loading", || {
-            let (mut typed, shape, _, (weights, frozen)) = typed_graph(bytes, Some(classifier.input_shape()), None, true)?;
+            let (mut typed, shape, _, (weights, frozen)) = typed_graph(bytes, Some(&shape), None, true)?;
             if weights.is_empty() {
                 return Err(Error::Model(
                     "the model has no float weights to train (no Conv, Gemm, MatMul, Add or Mul takes a float initializer): \
@@ -58,9 +71,7 @@ impl Trainable {
                         .into(),
                 ));
             }
-            let chosen = output::choose(&typed, shape[0])?;
-            let (_, logits) = output::read(&typed, chosen, shape[0])?;
-            typed.select_output_outlets(&[logits]).map_err(|e| Error::Model(chain(&e)))?;
+            keep_logits(&mut typed, shape[0])?;
             let graph = typed.into_decluttered().map_err(|e| {
                 Error::Model(format!("simplifying the graph with its weights free: {}", chain(&e)))
             })?;
@@ -118,10 +129,7 @@ impl Classifier {
 
     fn load_unguarded(bytes: &[u8], input_shape: Option<&[usize]>, pre: Option<&Preprocessing>) -> Result<Classifier> {
         let (mut typed, shape, sources, _) = typed_graph(bytes, input_shape, pre, false)?;
-        let chosen = output::choose(&typed, shape[0])?;
-        classes_of(&typed, chosen, shape[0])?;
-        let (output, logits) = output::read(&typed, chosen, shape[0])?;
-        typed.select_output_outlets(&[logits]).map_err(|e| Error::Model(chain(&e)))?;
+        let output = keep_logits(&mut typed, shape[0])?;
         let classifier = Classifier::finish(typed, shape.clone(), output, Arc::new(sources))?;
         if classifier.output.kind != OutputKind::Logits || !classifier.probes_as_probabilities()? {
             return Ok(classifier);
@@ -348,6 +356,16 @@ pub fn decode(bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto> {
     tract_onnx::onnx()
         .proto_model_for_read(&mut &bytes[..])
         .map_err(|e| Error::NotOnnx(format!("the protobuf does not decode ({})", chain(&e))))
+}
+
+/// Makes the logits of the graph's class-score output ([`crate::output`]) its one output; what
+/// that output is.
+fn keep_logits(typed: &mut TypedModel, batch: usize) -> Result<Output> {
+    let chosen = output::choose(typed, batch)?;
+    classes_of(typed, chosen, batch)?;
+    let (output, logits) = output::read(typed, chosen, batch)?;
+    typed.select_output_outlets(&[logits]).map_err(|e| Error::Model(chain(&e)))?;
+    Ok(output)
 }
 
 /// The typed graph, its input shape, every ONNX node's (name, op type), and with `free` the

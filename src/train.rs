@@ -93,10 +93,7 @@ impl Trainer {
         if settings.batch == 0 || settings.batch > 4096 {
             return Err(Error::Input(format!("a batch holds 1 to 4096 images, not {}", settings.batch)));
         }
-        let one = crate::Classifier::load(bytes, None)?;
-        let mut shape = one.input_shape().to_vec();
-        shape[0] = settings.batch;
-        let trainable = Trainable::load(bytes, Some(&shape))?;
+        let trainable = Trainable::load_batch(bytes, settings.batch)?;
         let gradient = trainable.gradient(&Objective::CrossEntropy)?;
         let weights: Vec<Vec<f32>> = trainable.weights().iter().map(|w| w.values.clone()).collect();
         let zeros: Vec<Vec<f64>> = weights.iter().map(|w| vec![0.0; w.len()]).collect();

@@ -160,8 +160,8 @@ fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
-/// Checks an input against the model and the box.
-pub(crate) fn check_input(classifier: &Classifier, x: &[f32]) -> Result<()> {
+/// Refuses an image whose size is not the model's.
+pub(crate) fn check_len(classifier: &Classifier, x: &[f32]) -> Result<()> {
     if x.len() != classifier.image_len() {
         return Err(Error::Input(format!(
             "the image has {} values but the model takes {}",
@@ -169,6 +169,12 @@ pub(crate) fn check_input(classifier: &Classifier, x: &[f32]) -> Result<()> {
             classifier.image_len()
         )));
     }
+    Ok(())
+}
+
+/// Checks an input against the model and the box.
+pub(crate) fn check_input(classifier: &Classifier, x: &[f32]) -> Result<()> {
+    check_len(classifier, x)?;
     if let Some(at) = x.iter().position(|v| !(0.0..=1.0).contains(v)) {
         return Err(Error::Input(format!(
             "pixel {at} is {}; pixels must lie in [0,1], the attack's box: divide 0-255 values by 255 (a model that \

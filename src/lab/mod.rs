@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::attack::lbfgs::{self, Evaluate, Search};
-use crate::attack::{baselines, check_input, Goal, Instant};
+use crate::attack::{baselines, check_input, check_len, Goal, Instant};
 use crate::grad::{GradientModel, Objective};
 use crate::preprocess::Preprocessing;
 use crate::{Classifier, Error, Result};
@@ -479,20 +479,11 @@ impl Lab {
             Some(b) => b == Backend::Webgpu,
             None => entry.placement.borrow().backend == Backend::Webgpu,
         };
-        // a wrong input is the request's fault, not the GPU's: refused before either runs
-        if pixels.len() != entry.classifier.image_len() {
-            return Err(Error::Input(format!(
-                "the image has {} values but the model takes {}",
-                pixels.len(),
-                entry.classifier.image_len()
-            )));
-        }
-        if target >= entry.classifier.classes() {
-            return Err(Error::Input(format!(
-                "target {target} is not a class of this model: pick one from 0 to {}",
-                entry.classifier.classes() - 1
-            )));
-        }
+        // a wrong input is the request's fault, not the GPU's: refused before either runs (the
+        // GPU compiles the same gradient graph, so asking for it first costs nothing)
+        check_len(&entry.classifier, pixels)?;
+        let graph = entry.graph(objective)?;
+        let parameter = graph.one_hot(target)?;
         if on_gpu {
             let attempt = self.gpus.gradient(entry, objective, pixels, target).await;
             match attempt {
@@ -502,8 +493,7 @@ impl Lab {
                 Err(e) => entry.placement.borrow_mut().fall_back(&e),
             }
         }
-        let graph = entry.graph(objective)?;
-        let evaluation = graph.evaluate(pixels, &graph.one_hot(target)?)?;
+        let evaluation = graph.evaluate(pixels, &parameter)?;
         Ok(protocol::Gradient::new(evaluation, Backend::Cpu))
     }
 
