@@ -548,7 +548,7 @@ fn digit_pack(path: &str) -> Result<blindspot::DigitPack> {
 }
 
 fn train(args: &Args) -> Result<()> {
-    use blindspot::train::{Adversarial, Optimizer, Settings, Trainer};
+    use blindspot::train::{Method, Optimizer, Settings, Trainer};
     args.refuse_unknown(&[
         "out", "epochs", "batch", "lr", "optimizer", "weight-decay", "adversarial", "epsilon", "n", "seed", "pool", "refresh",
     ])?;
@@ -556,29 +556,15 @@ fn train(args: &Args) -> Result<()> {
         return Err(Error::Input(format!("train needs MODEL\n\n{USAGE}")));
     };
     let out = args.option("out").ok_or_else(|| Error::Input("train needs --out TRAINED.onnx".into()))?;
-    let method = args.option("adversarial").unwrap_or("none");
-    match method {
-        "none" | "fgsm" | "lbfgs" => {}
-        "layers" => {
-            return Err(Error::Input(
-                "--adversarial layers (the paper's pools of examples for each layer's outputs) is not built yet: use none, fgsm \
-                 or lbfgs"
-                    .into(),
-            ))
-        }
-        other => return Err(Error::Input(format!("--adversarial \"{other}\" is not one of none, fgsm, lbfgs, layers"))),
-    }
-    if method != "lbfgs" && (args.option("pool").is_some() || args.option("refresh").is_some()) {
+    let name = args.option("adversarial").unwrap_or("none");
+    if name != "lbfgs" && (args.option("pool").is_some() || args.option("refresh").is_some()) {
         return Err(Error::Input("--pool and --refresh go with --adversarial lbfgs".into()));
     }
-    let epsilon: f64 = number(args, "epsilon", 0.1)?;
-    let pool_size: usize = number(args, "pool", 1000)?;
-    let refresh: f64 = number(args, "refresh", 0.1)?;
-    if pool_size == 0 || !(0.0..=1.0).contains(&refresh) {
-        return Err(Error::Input(format!(
-            "--pool takes at least 1 example and --refresh a fraction from 0 to 1, not {pool_size} and {refresh}"
-        )));
-    }
+    let method = Method::parse(name, number(args, "epsilon", 0.1)?, number(args, "pool", 1000)?, number(args, "refresh", 0.1)?)
+        .map_err(|e| match e {
+            Error::Input(why) => Error::Input(why.replacen("adversarial training ", "--adversarial ", 1)),
+            other => other,
+        })?;
     let settings = Settings {
         learning_rate: number(args, "lr", 0.01)?,
         optimizer: Optimizer::parse(args.option("optimizer").unwrap_or("sgd"))?,
@@ -601,25 +587,9 @@ fn train(args: &Args) -> Result<()> {
     }
     let images: Vec<f32> = (0..n).flat_map(|i| train.input(i)).collect();
     let labels: Vec<usize> = (0..n).map(|i| train.labels[i] as usize).collect();
-    let error = |model: &Classifier, pack: &blindspot::DigitPack, count: usize| -> Result<f64> {
-        let xs: Vec<Vec<f32>> = (0..count).map(|i| pack.input(i)).collect();
-        let ys: Vec<usize> = (0..count).map(|i| pack.labels[i] as usize).collect();
-        blindspot::paper::error_rate(model, &xs, &ys)
-    };
-    let mut pool = blindspot::train::Pool::new(pool_size, number(args, "seed", blindspot::paper::SEED)?);
+    let mut pool = method.pool(number(args, "seed", blindspot::paper::SEED)?);
     for epoch in 1..=epochs {
-        let adversarial = match method {
-            "fgsm" => Adversarial::Fgsm(epsilon),
-            "lbfgs" => Adversarial::Pool {
-                pool: &mut pool,
-                bytes: &bytes,
-                every: 100,
-                count: ((refresh * pool_size as f64).ceil() as usize).max(1),
-                options: blindspot::attack::lbfgs::Options::default(),
-            },
-            _ => Adversarial::None,
-        };
-        let run = trainer.epoch_with(&images, &labels, adversarial, |_, _| true)?;
+        let run = trainer.epoch_with(&images, &labels, method.adversarial(&mut pool, &bytes), |_, _| true)?;
         let written = trainer.write_onnx(&bytes)?;
         std::fs::write(out, &written).map_err(|e| Error::Data(format!("{out}: {e}")))?;
         let model = Classifier::load(&written, None).map_err(|e| e.in_file(out))?;
@@ -628,8 +598,8 @@ fn train(args: &Args) -> Result<()> {
             serde_json::json!({
                 "epoch": epoch,
                 "loss": run.loss,
-                "train_error": error(&model, &train, n)?,
-                "test_error": error(&model, &test, test.len())?,
+                "train_error": blindspot::train::error(&model, &train, n)?,
+                "test_error": blindspot::train::error(&model, &test, test.len())?,
                 "pool": pool.len(),
                 "seconds": run.seconds,
             })

@@ -73,12 +73,92 @@ pub enum Adversarial<'a> {
     Pool { pool: &'a mut Pool, bytes: &'a [u8], every: usize, count: usize, options: crate::attack::lbfgs::Options },
 }
 
+/// A run's adversarial training, as `blindspot train --adversarial` and the page name it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    None,
+    /// FGSM examples of this size.
+    Fgsm { epsilon: f64 },
+    /// The paper's pool of `pool` L-BFGS examples, a fraction `refresh` of it replaced every
+    /// [`REFRESH_EVERY`] steps.
+    Lbfgs { pool: usize, refresh: f64 },
+}
+
+/// Steps between two refreshes of the pool.
+pub const REFRESH_EVERY: usize = 100;
+
+impl Method {
+    /// `none`, `fgsm` (of `epsilon`) or `lbfgs` (a pool of `pool`, `refresh` replaced), checked.
+    pub fn parse(name: &str, epsilon: f64, pool: usize, refresh: f64) -> Result<Method> {
+        match name {
+            "none" => Ok(Method::None),
+            "fgsm" if epsilon.is_finite() && epsilon > 0.0 && epsilon <= 1.0 => Ok(Method::Fgsm { epsilon }),
+            "fgsm" => Err(Error::Input(format!("FGSM's epsilon is a step in pixel units, above 0 and at most 1, not {epsilon}"))),
+            "lbfgs" if pool > 0 && (0.0..=1.0).contains(&refresh) => Ok(Method::Lbfgs { pool, refresh }),
+            "lbfgs" => Err(Error::Input(format!(
+                "the pool takes at least 1 example and the refresh a fraction from 0 to 1, not {pool} and {refresh}"
+            ))),
+            "layers" => Err(Error::Input(
+                "adversarial training layers (the paper's pools of examples for each layer's outputs) is not built yet: \
+                 use none, fgsm or lbfgs"
+                    .into(),
+            )),
+            other => Err(Error::Input(format!("adversarial training \"{other}\" is not one of none, fgsm, lbfgs, layers"))),
+        }
+    }
+
+    /// The pool this method fills (an unused empty one for the others), seeded by `seed`.
+    pub fn pool(&self, seed: u64) -> Pool {
+        Pool::new(if let Method::Lbfgs { pool, .. } = self { *pool } else { 1 }, seed)
+    }
+
+    /// What each step of an epoch trains on; `bytes` is the model's original file and `pool`
+    /// [`pool`](Self::pool)'s answer, both kept from epoch to epoch.
+    pub fn adversarial<'a>(&self, pool: &'a mut Pool, bytes: &'a [u8]) -> Adversarial<'a> {
+        match *self {
+            Method::None => Adversarial::None,
+            Method::Fgsm { epsilon } => Adversarial::Fgsm(epsilon),
+            Method::Lbfgs { pool: size, refresh } => Adversarial::Pool {
+                pool,
+                bytes,
+                every: REFRESH_EVERY,
+                count: ((refresh * size as f64).ceil() as usize).max(1),
+                options: crate::attack::lbfgs::Options::default(),
+            },
+        }
+    }
+}
+
 /// One epoch's mean loss and how long it took.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Epoch {
     pub loss: f64,
     pub steps: usize,
     pub seconds: f64,
+}
+
+/// An epoch under way ([`Trainer::begin_epoch`]): its order, and the steps taken so far.
+pub struct Pass {
+    order: Vec<usize>,
+    batch: usize,
+    /// Steps taken.
+    pub steps: usize,
+    total: f64,
+    /// How many new examples entered the pool before the last step.
+    pub entered: usize,
+    started: crate::attack::Instant,
+}
+
+impl Pass {
+    /// The epoch's steps in all.
+    pub fn total_steps(&self) -> usize {
+        self.order.len() / self.batch
+    }
+
+    /// Its mean loss and time so far.
+    pub fn end(&self) -> Epoch {
+        Epoch { loss: self.total / self.steps.max(1) as f64, steps: self.steps, seconds: self.started.elapsed().as_secs_f64() }
+    }
 }
 
 impl Trainer {
@@ -231,45 +311,93 @@ impl Trainer {
         mut progress: impl FnMut(usize, f64) -> bool,
     ) -> Result<Epoch> {
         let mut adversarial = adversarial;
-        let started = crate::attack::Instant::now();
-        let (batch, len) = (self.settings.batch, self.image_len());
+        let mut pass = self.begin_epoch(images, labels)?;
+        while let Some(loss) = self.advance(&mut pass, images, labels, &mut adversarial)? {
+            if !progress(pass.steps, loss) {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(pass.end())
+    }
+
+    /// The start of an epoch over `images` with `labels` (checked against each other): its
+    /// seeded shuffled order. [`advance`](Self::advance) takes its steps one by one, so a host
+    /// can let other work in between them (the page's worker).
+    pub fn begin_epoch(&mut self, images: &[f32], labels: &[usize]) -> Result<Pass> {
+        let len = self.image_len();
         if images.len() != labels.len() * len {
             return Err(Error::Input(format!("{} labels for {} values of {len}-value images", labels.len(), images.len())));
+        }
+        if labels.len() < self.settings.batch {
+            return Err(Error::Input(format!(
+                "{} training images do not fill one batch of {}: use more images or a smaller batch",
+                labels.len(),
+                self.settings.batch
+            )));
         }
         let mut order: Vec<usize> = (0..labels.len()).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, self.rng.below(i + 1));
         }
-        let (mut total, mut steps) = (0.0, 0);
-        let mut xs = vec![0.0f32; batch * len];
-        for chunk in order.chunks_exact(batch) {
-            for (slot, &i) in chunk.iter().enumerate() {
-                xs[slot * len..(slot + 1) * len].copy_from_slice(&images[i * len..(i + 1) * len]);
-            }
-            let ys: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let loss = match &mut adversarial {
-                Adversarial::None => self.step(&xs, &ys)?,
-                Adversarial::Fgsm(epsilon) => self.step_fgsm(&xs, &ys, *epsilon)?,
-                Adversarial::Pool { pool, bytes, every, count, options } => {
-                    if pool.is_empty() || steps % *every == 0 && steps > 0 {
-                        let model = self.classifier(bytes)?;
-                        let want = if pool.is_empty() { pool.size } else { *count };
-                        pool.refresh(&model, images, labels, want, options)?;
-                    }
-                    if pool.is_empty() {
-                        self.step(&xs, &ys)?
-                    } else {
-                        self.step_pooled(&xs, &ys, pool)?
-                    }
+        Ok(Pass { order, batch: self.settings.batch, steps: 0, total: 0.0, entered: 0, started: crate::attack::Instant::now() })
+    }
+
+    /// The epoch's next step (a refresh of the pool first when one is due): its mean clean loss,
+    /// or None once every full batch has had its step.
+    pub fn advance(
+        &mut self,
+        pass: &mut Pass,
+        images: &[f32],
+        labels: &[usize],
+        adversarial: &mut Adversarial<'_>,
+    ) -> Result<Option<f64>> {
+        let (batch, len) = (self.settings.batch, self.image_len());
+        let Some(chunk) = pass.order.chunks_exact(batch).nth(pass.steps) else {
+            return Ok(None);
+        };
+        let xs: Vec<f32> = chunk.iter().flat_map(|&i| images[i * len..(i + 1) * len].iter().copied()).collect();
+        let ys: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+        pass.entered = 0;
+        let loss = match adversarial {
+            Adversarial::None => self.step(&xs, &ys)?,
+            Adversarial::Fgsm(epsilon) => self.step_fgsm(&xs, &ys, *epsilon)?,
+            Adversarial::Pool { pool, bytes, every, count, options } => {
+                if pool.is_empty() || pass.steps % *every == 0 && pass.steps > 0 {
+                    let model = self.classifier(bytes)?;
+                    let want = if pool.is_empty() { pool.size } else { *count };
+                    pass.entered = pool.refresh(&model, images, labels, want, options)?;
                 }
-            };
-            total += loss;
-            steps += 1;
-            if !progress(steps, loss) {
-                return Err(Error::Cancelled);
+                if pool.is_empty() {
+                    self.step(&xs, &ys)?
+                } else {
+                    self.step_pooled(&xs, &ys, pool)?
+                }
             }
+        };
+        pass.total += loss;
+        pass.steps += 1;
+        Ok(Some(loss))
+    }
+
+    /// Draws every weight afresh (a run from scratch): Glorot and Bengio's uniform
+    /// distribution, +-sqrt(6 / (fan_in + fan_out)), for a weight of two or more dimensions
+    /// (fans from its first two, times the kernel's size), zeros for a bias; seeded as
+    /// tools/init_weights.py is, though not with its numbers.
+    pub fn initialise(&mut self, seed: u64) {
+        let mut rng = Rng(seed ^ 0x1417_C0DE);
+        for (w, values) in self.trainable.weights().iter().zip(self.weights.iter_mut()) {
+            if w.shape.len() < 2 {
+                values.iter_mut().for_each(|v| *v = 0.0);
+                continue;
+            }
+            let receptive: usize = w.shape[2..].iter().product();
+            let bound = (6.0 / ((w.shape[0] + w.shape[1]) * receptive) as f64).sqrt() as f32;
+            values.iter_mut().for_each(|v| *v = bound * rng.uniform());
         }
-        Ok(Epoch { loss: total / steps.max(1) as f64, steps, seconds: started.elapsed().as_secs_f64() })
+        for moments in self.first.iter_mut().chain(self.second.iter_mut()) {
+            moments.iter_mut().for_each(|m| *m = 0.0);
+        }
+        self.steps = 0;
     }
 
     /// The original .onnx file `bytes` with the trained weights in place of its initializers:
@@ -298,6 +426,14 @@ impl Trainer {
     }
 }
 
+/// The fraction of the first `count` digits of `pack` that `model` misclassifies.
+pub fn error(model: &crate::Classifier, pack: &crate::DigitPack, count: usize) -> Result<f64> {
+    let count = count.min(pack.len());
+    let xs: Vec<Vec<f32>> = (0..count).map(|i| pack.input(i)).collect();
+    let ys: Vec<usize> = (0..count).map(|i| pack.labels[i] as usize).collect();
+    crate::paper::error_rate(model, &xs, &ys)
+}
+
 /// The paper's pool of adversarial examples (section 4.2): L-BFGS examples of training digits,
 /// each pushed towards a random other class with the weights of the moment, kept with their true
 /// labels; a random part of it replaced by new ones as training goes on.
@@ -306,12 +442,25 @@ pub struct Pool {
     labels: Vec<usize>,
     size: usize,
     rng: Rng,
+    recent: Vec<Entered>,
 }
+
+/// An example that entered the pool at its last refresh: the digit's true label, and the class
+/// the attack pushed it to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entered {
+    pub image: Vec<f32>,
+    pub label: usize,
+    pub target: usize,
+}
+
+/// How many of a refresh's new examples [`Pool::recent`] keeps.
+const RECENT: usize = 8;
 
 impl Pool {
     /// An empty pool that holds up to `size` examples, its draws and targets from `seed`.
     pub fn new(size: usize, seed: u64) -> Pool {
-        Pool { images: vec![], labels: vec![], size: size.max(1), rng: Rng(seed ^ 0x5EED_0F_A11) }
+        Pool { images: vec![], labels: vec![], size: size.max(1), rng: Rng(seed ^ 0x5EED_0F_A11), recent: vec![] }
     }
 
     /// How many examples the pool holds.
@@ -321,6 +470,11 @@ impl Pool {
 
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
+    }
+
+    /// The first few examples that entered at the last refresh.
+    pub fn recent(&self) -> &[Entered] {
+        &self.recent
     }
 
     /// The examples and their true labels.
@@ -343,6 +497,7 @@ impl Pool {
         let len = model.image_len();
         let classes = model.classes();
         let mut entered = 0;
+        self.recent.clear();
         for _ in 0..count {
             let i = self.rng.below(labels.len());
             let x = &images[i * len..(i + 1) * len];
@@ -350,6 +505,9 @@ impl Pool {
             let outcome = crate::attack::lbfgs::attack(model, x, crate::attack::Goal::Target(target), options, |_| true)?;
             if !outcome.success {
                 continue;
+            }
+            if self.recent.len() < RECENT {
+                self.recent.push(Entered { image: outcome.adversarial.clone(), label: labels[i], target });
             }
             if self.images.len() < self.size {
                 self.images.push(outcome.adversarial);

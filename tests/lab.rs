@@ -348,3 +348,133 @@ fn table_5_reaches_the_page_as_it_reads_it() {
         assert_eq!(then, r.then, "then as {{ what, factor }} objects");
     }
 }
+
+/// The 60,000 training digits as the page sends them (the gzipped pack, unpacked).
+fn training_pack() -> Vec<u8> {
+    let packed = std::fs::read(format!("{ROOT}/models/data/mnist-train-60k.bin.gz")).unwrap();
+    let mut raw = vec![];
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&packed[..]), &mut raw).unwrap();
+    raw
+}
+
+fn test_pack() -> Vec<u8> {
+    std::fs::read(format!("{ROOT}/models/data/mnist-test-1k.bin")).unwrap()
+}
+
+/// The page's "Fix the blind spot" run: FC100-100-10 from scratch, trained through the protocol,
+/// is the core's Trainer run with the same settings, step for step; it reports each step, each
+/// epoch with the model of that moment, and answers with the trained model loaded under its key.
+#[test]
+fn the_train_request_is_the_trainers_run_and_loads_the_trained_model() {
+    use blindspot::train::{Optimizer, Settings, Trainer};
+    let lab = Lab::new();
+    let host = Canceller { lab: &lab, id: 0, cancel_at: usize::MAX, pauses: Cell::new(0), events: RefCell::default() };
+    let (pack, test) = (training_pack(), test_pack());
+    let payload = json!({
+        "key": "trained", "bytes": bytes("fc100-100-10"), "fromScratch": true, "pack": pack, "testPack": test,
+        "n": 3200, "epochs": 2, "batch": 32, "lr": 0.1, "weightDecay": 1e-5, "seed": 5,
+    });
+    let answer = ask_with(&lab, 3, "train", payload, &host).unwrap();
+    let epochs = answer["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!(answer["steps"], json!(200), "3,200 digits in batches of 32, twice");
+    let first = epochs[0]["testError"].as_f64().unwrap();
+    let last = epochs[1]["testError"].as_f64().unwrap();
+    assert!(last < 0.2, "from scratch, 2 epochs on 3,200 digits: {last} test error");
+    assert!(epochs[1]["loss"].as_f64().unwrap() < epochs[0]["loss"].as_f64().unwrap(), "{epochs:?}");
+    println!("test error {first} then {last}");
+    let model: Vec<u8> = answer["model"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+
+    // the same run straight through the core: the same weights, bit for bit
+    let settings = Settings { learning_rate: 0.1, optimizer: Optimizer::parse("sgd").unwrap(), weight_decay: 1e-5, batch: 32, seed: 5 };
+    let mut trainer = Trainer::new(&bytes("fc100-100-10"), settings).unwrap();
+    trainer.initialise(5);
+    let digits = DigitPack::parse(&pack).unwrap();
+    let (x, y): (Vec<f32>, Vec<usize>) = (digits.inputs(0..3200), digits.labels[..3200].iter().map(|&l| l as usize).collect());
+    for _ in 0..2 {
+        trainer.epoch(&x, &y, |_, _| true).unwrap();
+    }
+    assert!(trainer.write_onnx(&bytes("fc100-100-10")).unwrap() == model, "the protocol's run is the Trainer's");
+
+    // progress: steps (throttled) and one event per epoch with the model of that moment
+    let events = host.events.borrow();
+    let steps = events.iter().filter(|e| matches!(e, Progress::Step { .. })).count();
+    assert!(steps >= 2 && steps <= 200, "{steps} step events");
+    let epoch_models: Vec<&Vec<u8>> = events.iter().filter_map(|e| if let Progress::Epoch { model, .. } = e { Some(model) } else { None }).collect();
+    assert_eq!(epoch_models.len(), 2);
+    assert!(*epoch_models[1] == model && *epoch_models[0] != model, "each epoch's own weights");
+    let first_event = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!(first_event.as_object().unwrap().keys().collect::<Vec<_>>(), ["epoch", "loss", "pool", "step", "steps"]);
+
+    // the trained model is loaded under its key and answers as its file does
+    assert_eq!(answer["classes"], json!(10));
+    let x0 = DigitPack::parse(&test).unwrap().input(0);
+    let label = ask(&lab, 4, "classify", json!({ "key": "trained", "pixels": x0 })).unwrap()["label"].clone();
+    assert_eq!(label, json!(Classifier::load(&model, None).unwrap().classify(&x0).unwrap().label));
+}
+
+/// With the paper's pool, the examples entering it reach the page: adversarial images, each
+/// with its true label and the class it was pushed to; a cancel stops the run and loads nothing.
+#[test]
+fn a_training_run_shows_its_pool_and_stops_at_a_cancel() {
+    let lab = Lab::new();
+    let host = Canceller { lab: &lab, id: 0, cancel_at: usize::MAX, pauses: Cell::new(0), events: RefCell::default() };
+    let (pack, test) = (training_pack(), test_pack());
+    let payload = json!({
+        "key": "pooled", "bytes": bytes("fc100-100-10"), "pack": pack, "testPack": test,
+        "n": 320, "batch": 32, "lr": 0.01, "adversarial": "lbfgs", "pool": 6, "refresh": 0.5,
+    });
+    let answer = ask_with(&lab, 3, "train", payload.clone(), &host).unwrap();
+    assert_eq!(answer["epochs"][0]["pool"], json!(6));
+    let events = host.events.borrow();
+    let Some(Progress::Pool { entered, pool, examples }) = events.iter().find(|e| matches!(e, Progress::Pool { .. })).cloned() else {
+        panic!("the pool's examples were reported")
+    };
+    assert_eq!((entered, pool), (6, 6), "the pool is filled first");
+    let model = Classifier::load(&bytes("fc100-100-10"), None).unwrap();
+    for e in &examples {
+        assert_eq!(e.image.len(), 784);
+        assert_ne!(e.label, e.target);
+        assert_eq!(model.classify(&e.image).unwrap().label, e.target, "each fooled the model it was made for");
+    }
+    drop(events);
+
+    let canceller = Canceller { lab: &lab, id: 9, cancel_at: 2, pauses: Cell::new(0), events: RefCell::default() };
+    let mut slow = payload;
+    slow["key"] = json!("cancelled");
+    slow["adversarial"] = json!("none");
+    slow["n"] = json!(60_000);
+    assert_eq!(ask_with(&lab, 9, "train", slow, &canceller).unwrap_err(), Error::Cancelled);
+    assert!(!lab.loaded().contains(&"cancelled".to_string()), "a cancelled run loads nothing");
+    assert!(!canceller.events.borrow().iter().any(|e| matches!(e, Progress::Epoch { .. })), "it stopped within the first epoch");
+}
+
+/// Settings the page could send that cannot train are refused with what to do.
+#[test]
+fn a_training_request_with_bad_settings_says_what_to_change() {
+    let lab = Lab::new();
+    let (pack, test) = (training_pack(), test_pack());
+    let base = json!({ "key": "k", "bytes": bytes("fc100-100-10"), "pack": pack, "testPack": test, "n": 64 });
+    let cases = [
+        (json!({ "adversarial": "layers" }), "adversarial training layers (the paper's pools"),
+        (json!({ "adversarial": "mixup" }), "\"mixup\" is not one of none, fgsm, lbfgs, layers"),
+        (json!({ "lr": -1.0 }), "the learning rate must be a positive number, not -1"),
+        (json!({ "optimizer": "rmsprop" }), "unknown optimizer \"rmsprop\": use sgd or adam"),
+        (json!({ "batch": 128 }), "64 training images do not fill one batch of 128"),
+        (json!({ "epochs": 0 }), "a run trains 1 to 1,000 epochs, not 0"),
+        (json!({ "adversarial": "fgsm", "epsilon": 3.0 }), "FGSM's epsilon is a step in pixel units, above 0 and at most 1, not 3"),
+    ];
+    for (change, wanted) in cases {
+        let mut payload = base.clone();
+        payload.as_object_mut().unwrap().extend(change.as_object().unwrap().clone());
+        let error = ask(&lab, 1, "train", payload).unwrap_err().to_string();
+        assert!(error.contains(wanted), "{change}: {error}");
+    }
+    let mut larger = base.clone();
+    larger["bytes"] = json!(std::fs::read(format!("{ROOT}/tests/fixtures/size-32.onnx")).unwrap());
+    let error = ask(&lab, 1, "train", larger).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "bad input: this model takes 1024 values an image; the digits have 784: train a model for 28x28 grey digits"
+    );
+}

@@ -283,6 +283,39 @@ impl Lab {
                 )
             }
             R::Table { table, keys, pack, n, seed } => self.table(table, &keys, &pack, n, seed)?,
+            R::Train {
+                key,
+                bytes,
+                from_scratch,
+                pack,
+                test_pack,
+                n,
+                epochs,
+                batch,
+                lr,
+                optimizer,
+                weight_decay,
+                adversarial,
+                epsilon,
+                pool,
+                refresh,
+                seed,
+            } => {
+                let method = crate::train::Method::parse(&adversarial, epsilon, pool, refresh)?;
+                let settings = crate::train::Settings {
+                    learning_rate: lr,
+                    optimizer: crate::train::Optimizer::parse(&optimizer)?,
+                    weight_decay,
+                    batch,
+                    seed,
+                };
+                let run = Run { bytes: &bytes, from_scratch, pack: &pack, test_pack: &test_pack, n, epochs, settings, method };
+                let (model, epochs, steps, seconds) = self.train(id, run, host).await?;
+                let Response::Loaded(loaded) = self.load(key, &model, None, None, None, None).await? else {
+                    unreachable!("load answers Loaded")
+                };
+                Response::Trained(Trained { model, epochs, steps, seconds, loaded })
+            }
             R::Lipschitz { key } => Response::Lipschitz(lipschitz(&*self.entry(&key)?, host)?),
             R::Tensors { key } => Response::Tensors(
                 crate::units::named_tensors(&self.entry(&key)?.classifier)
@@ -497,6 +530,86 @@ impl Lab {
         Ok(protocol::Gradient::new(evaluation, Backend::Cpu))
     }
 
+    /// A training run ([`Request::Train`]): the trained file, each epoch's row, the steps and
+    /// seconds in all. A pause between steps lets a cancel in.
+    async fn train(&self, id: u64, run: Run<'_>, host: &dyn Host) -> Result<(Vec<u8>, Vec<EpochRow>, usize, f64)> {
+        use crate::train::{error, Trainer};
+        let started = Instant::now();
+        let train = crate::DigitPack::parse(run.pack).map_err(|e| e.in_file("the training digits"))?;
+        let test = crate::DigitPack::parse(run.test_pack).map_err(|e| e.in_file("the test digits"))?;
+        if run.epochs == 0 || run.epochs > 1000 {
+            return Err(Error::Input(format!("a run trains 1 to 1,000 epochs, not {}", run.epochs)));
+        }
+        let seed = run.settings.seed;
+        let mut trainer = Trainer::new(run.bytes, run.settings)?;
+        if run.from_scratch {
+            trainer.initialise(seed);
+        }
+        let len = trainer.image_len();
+        if len != train.rows * train.cols || len != test.rows * test.cols {
+            return Err(Error::Input(format!(
+                "this model takes {len} values an image; the digits have {}: train a model for {}x{} grey digits",
+                train.rows * train.cols,
+                train.rows,
+                train.cols
+            )));
+        }
+        let n = run.n.clamp(1, train.len());
+        let images = train.inputs(0..n);
+        let labels: Vec<usize> = train.labels[..n].iter().map(|&y| y as usize).collect();
+        let mut pool = run.method.pool(seed);
+        let (mut rows, mut steps) = (vec![], 0);
+        let mut paused = Instant::now();
+        for epoch in 1..=run.epochs {
+            let mut reporter = Reporter::default();
+            let mut pass = trainer.begin_epoch(&images, &labels)?;
+            let total = pass.total_steps();
+            let mut adversarial = run.method.adversarial(&mut pool, run.bytes);
+            while let Some(loss) = trainer.advance(&mut pass, &images, &labels, &mut adversarial)? {
+                if pass.entered > 0 {
+                    let crate::train::Adversarial::Pool { pool, .. } = &adversarial else { unreachable!("only a pool takes examples") };
+                    let examples = pool
+                        .recent()
+                        .iter()
+                        .map(|e| PoolExample { image: e.image.clone(), label: e.label, target: e.target })
+                        .collect();
+                    host.progress(Progress::Pool { entered: pass.entered, pool: pool.len(), examples });
+                }
+                let size = match &adversarial {
+                    crate::train::Adversarial::Pool { pool, .. } => pool.len(),
+                    _ => 0,
+                };
+                reporter.report(host, || Progress::Step { epoch, step: pass.steps, steps: total, loss, pool: size });
+                if paused.elapsed() >= PAUSE_EVERY {
+                    host.pause().await;
+                    paused = Instant::now();
+                }
+                if self.is_cancelled(id) {
+                    return Err(Error::Cancelled);
+                }
+            }
+            let done = pass.end();
+            steps += done.steps;
+            let model = trainer.write_onnx(run.bytes)?;
+            let classifier = Classifier::load(&model, None)?;
+            let row = EpochRow {
+                epoch,
+                loss: done.loss,
+                train_error: error(&classifier, &train, n.min(10_000))?,
+                test_error: error(&classifier, &test, test.len())?,
+                pool: pool.len(),
+                seconds: done.seconds,
+            };
+            host.progress(Progress::Epoch { row: row.clone(), model: model.clone() });
+            rows.push(row);
+            host.pause().await;
+            if self.is_cancelled(id) {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok((trainer.write_onnx(run.bytes)?, rows, steps, started.elapsed().as_secs_f64()))
+    }
+
     /// The paper's L-BFGS attack on the model's backend (a GPU failure falls back to the CPU).
     async fn attack(
         &self,
@@ -588,6 +701,18 @@ impl Lab {
         }
         Ok(Bench { forward, gradient, gpu_gradient, status: self.status(Some(entry), detected) })
     }
+}
+
+/// A training request's model, digits and settings.
+struct Run<'a> {
+    bytes: &'a [u8],
+    from_scratch: bool,
+    pack: &'a [u8],
+    test_pack: &'a [u8],
+    n: usize,
+    epochs: usize,
+    settings: crate::train::Settings,
+    method: crate::train::Method,
 }
 
 /// The paper's Table 5 for the model, progress before each linear layer.

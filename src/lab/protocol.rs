@@ -162,6 +162,45 @@ pub enum Request {
         #[serde(default = "defaults::paper_seed")]
         seed: u64,
     },
+    /// Trains the model file `bytes` (its weights, or fresh ones when `fromScratch`) on the first
+    /// `n` digits of the digit pack `pack` as `blindspot train` does (which shares the fields'
+    /// defaults), measuring each epoch's error on `testPack` and on up to 10,000 of the training
+    /// digits; the trained model is loaded here as `key`. Progress: each step's loss (at most
+    /// every 50 ms), the examples entering the pool, and each epoch's errors with the model's
+    /// file at that point (kept by the page should a later epoch fail or be cancelled).
+    Train {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        #[serde(default)]
+        from_scratch: bool,
+        #[serde(with = "serde_bytes")]
+        pack: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        test_pack: Vec<u8>,
+        #[serde(default = "defaults::train_n")]
+        n: usize,
+        #[serde(default = "defaults::epochs")]
+        epochs: usize,
+        #[serde(default = "defaults::batch")]
+        batch: usize,
+        #[serde(default = "defaults::learning_rate")]
+        lr: f64,
+        #[serde(default = "defaults::optimizer")]
+        optimizer: String,
+        #[serde(default)]
+        weight_decay: f64,
+        #[serde(default = "defaults::adversarial")]
+        adversarial: String,
+        #[serde(default = "defaults::epsilon")]
+        epsilon: f64,
+        #[serde(default = "defaults::pool")]
+        pool: usize,
+        #[serde(default = "defaults::refresh")]
+        refresh: f64,
+        #[serde(default = "defaults::paper_seed")]
+        seed: u64,
+    },
 }
 
 /// The values a request takes for the fields it leaves out: the CLI's.
@@ -198,6 +237,30 @@ mod defaults {
     }
     pub fn table_n() -> usize {
         1000
+    }
+    pub fn train_n() -> usize {
+        60_000
+    }
+    pub fn epochs() -> usize {
+        1
+    }
+    pub fn batch() -> usize {
+        crate::train::Settings::default().batch
+    }
+    pub fn learning_rate() -> f64 {
+        crate::train::Settings::default().learning_rate
+    }
+    pub fn optimizer() -> String {
+        "sgd".into()
+    }
+    pub fn adversarial() -> String {
+        "none".into()
+    }
+    pub fn pool() -> usize {
+        1000
+    }
+    pub fn refresh() -> f64 {
+        0.1
     }
 }
 
@@ -283,6 +346,44 @@ pub enum Response {
     Bench(Bench),
     Distortions(Vec<crate::paper::DistortionRow>),
     TransferTable(crate::paper::TransferTable),
+    Trained(Trained),
+}
+
+/// A finished training run: the trained model's file (loaded in the lab under the request's
+/// key) and each epoch's row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trained {
+    #[serde(with = "serde_bytes")]
+    pub model: Vec<u8>,
+    pub epochs: Vec<EpochRow>,
+    pub steps: usize,
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub loaded: Loaded,
+}
+
+/// One epoch of a training run, as `blindspot train` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub loss: f64,
+    /// On the first 10,000 training digits (or all when fewer).
+    pub train_error: f64,
+    pub test_error: f64,
+    /// Examples in the adversarial pool.
+    pub pool: usize,
+    pub seconds: f64,
+}
+
+/// An adversarial example entering the training pool (progress of a training run).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolExample {
+    pub image: Vec<f32>,
+    pub label: usize,
+    pub target: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -418,4 +519,17 @@ pub enum Progress {
     Layer { done: usize, total: usize, node: String },
     /// After an iteration of activation maximisation.
     Ascent { iteration: usize, value: f64 },
+    /// After a training step (`steps` in the epoch): the batch's mean loss before it.
+    #[serde(rename_all = "camelCase")]
+    Step { epoch: usize, step: usize, steps: usize, loss: f64, pool: usize },
+    /// New examples entered the adversarial pool: how many, and the first few.
+    #[serde(rename_all = "camelCase")]
+    Pool { entered: usize, pool: usize, examples: Vec<PoolExample> },
+    /// An epoch ended: its row, and the model's file with the weights at that point.
+    #[serde(rename_all = "camelCase")]
+    Epoch {
+        row: EpochRow,
+        #[serde(with = "serde_bytes")]
+        model: Vec<u8>,
+    },
 }
