@@ -3,11 +3,13 @@
 // when the network fails. Installing pre-caches everything a first visit needs (the page, its
 // modules found by following their imports, the wasm, the model list, the default model and the
 // digits); any other same-origin GET that succeeds (another model) is cached as it is fetched,
-// and the page's "Save for offline use" button asks for every model at once (saveAll below).
+// and the page's "Save for offline use" button asks for every model at once (saveAll below); the
+// training digits are cached only when the training section's button asks for them.
 // Every URL is relative to this file, so the site works from any sub-path of a static host.
 
 const CACHE = 'blindspot-v1';
 const SCOPE = new URL('./', self.location.href);
+const KEPT_ON_REQUEST = '/models/data/mnist-train-60k.bin.gz';
 
 // What a first visit fetches, besides the default model (named in models.json) and the modules
 // that the page and the modules import, which are found by following them, so a new module needs
@@ -81,8 +83,9 @@ self.addEventListener('activate', (event) => {
  * "optional", big downloads with a cache of their own) and the 1,000 test digits, fetched now and
  * put in this cache, so every panel works offline, not only the default model. Progress goes back
  * on the message's port: { done, total, bytes, file } per file, then { finished } or { error }.
+ * A message's `files` (paths from the site's root) saves those instead: the training digits.
  */
-async function saveAll(port) {
+async function saveAll(port, only) {
   const cache = await caches.open(CACHE);
   const say = (message) => port?.postMessage(message);
   try {
@@ -91,7 +94,8 @@ async function saveAll(port) {
     if (!manifest.ok) throw new Error(`models/models.json: ${manifest.status}`);
     await cache.put(list, manifest.clone());
     const { models = [] } = await manifest.json();
-    const files = [...models.filter((m) => !m.optional).map((m) => `models/${m.file}`), 'models/data/mnist-test-1k.bin'];
+    const files = Array.isArray(only) ? only.filter((f) => typeof f === 'string' && new URL(f, SCOPE).href.startsWith(SCOPE.href))
+      : [...models.filter((m) => !m.optional).map((m) => `models/${m.file}`), 'models/data/mnist-test-1k.bin'];
     let bytes = 0;
     let done = 0;
     say({ done, total: files.length, bytes });
@@ -116,7 +120,7 @@ async function saveAll(port) {
 }
 
 self.addEventListener('message', (event) => {
-  if (event.data?.op === 'save-offline') event.waitUntil(saveAll(event.ports[0]));
+  if (event.data?.op === 'save-offline') event.waitUntil(saveAll(event.ports[0], event.data.files));
 });
 
 async function fromCache(request) {
@@ -143,7 +147,8 @@ self.addEventListener('fetch', (event) => {
   event.respondWith((async () => {
     try {
       const response = await fetch(request);
-      if (response.ok && response.type === 'basic') {
+      // the 60,000 training digits (9.7 MB) are kept only when the person asks (www/train.js)
+      if (response.ok && response.type === 'basic' && !url.pathname.endsWith(KEPT_ON_REQUEST)) {
         const copy = response.clone();
         event.waitUntil(caches.open(CACHE).then((cache) => cache.put(request, copy)).catch(() => {}));
       }

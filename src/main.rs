@@ -548,9 +548,9 @@ fn digit_pack(path: &str) -> Result<blindspot::DigitPack> {
 }
 
 fn train(args: &Args) -> Result<()> {
-    use blindspot::train::{Method, Optimizer, Settings, Trainer};
+    use blindspot::train::{Method, Optimizer, Schedule, Settings, Trainer};
     args.refuse_unknown(&[
-        "out", "epochs", "batch", "lr", "optimizer", "weight-decay", "adversarial", "epsilon", "n", "seed", "pool", "refresh",
+        "out", "epochs", "batch", "lr", "optimizer", "weight-decay", "adversarial", "epsilon", "n", "seed", "pool", "refresh", "schedule",
     ])?;
     let [model_path] = args.positional.as_slice() else {
         return Err(Error::Input(format!("train needs MODEL\n\n{USAGE}")));
@@ -565,14 +565,17 @@ fn train(args: &Args) -> Result<()> {
             Error::Input(why) => Error::Input(why.replacen("adversarial training ", "--adversarial ", 1)),
             other => other,
         })?;
+    let epochs: usize = number(args, "epochs", 1)?;
+    let batch: usize = number(args, "batch", 32)?;
+    let n: usize = number::<usize>(args, "n", 60_000)?.min(60_000);
     let settings = Settings {
         learning_rate: number(args, "lr", 0.01)?,
         optimizer: Optimizer::parse(args.option("optimizer").unwrap_or("sgd"))?,
         weight_decay: number(args, "weight-decay", 0.0)?,
-        batch: number(args, "batch", 32)?,
+        batch,
         seed: number(args, "seed", blindspot::paper::SEED)?,
+        cosine_steps: Schedule::parse(args.option("schedule").unwrap_or("constant"))?.steps(epochs, n, batch),
     };
-    let epochs: usize = number(args, "epochs", 1)?;
     let bytes = read(model_path)?;
     let mut trainer = Trainer::new(&bytes, settings).map_err(|e| e.in_file(model_path))?;
     for frozen in trainer.trainable().frozen() {
@@ -580,7 +583,7 @@ fn train(args: &Args) -> Result<()> {
     }
     let train = digit_pack("models/data/mnist-train-60k.bin.gz")?;
     let test = digit_pack("models/data/mnist-test-10k.bin")?;
-    let n: usize = number::<usize>(args, "n", 60_000)?.min(train.len());
+    let n = n.min(train.len());
     let len = trainer.image_len();
     if len != train.rows * train.cols {
         return Err(Error::Input(format!("{model_path} takes {len} values an image; the MNIST digits have {}", train.rows * train.cols)));

@@ -40,11 +40,38 @@ pub struct Settings {
     pub batch: usize,
     /// The shuffles' seed.
     pub seed: u64,
+    /// Steps over which the learning rate falls along a cosine to 1% of itself (then stays
+    /// there), as tools/train_mnist.py trains the shipped models; `None` keeps it constant.
+    pub cosine_steps: Option<u64>,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { learning_rate: 0.01, optimizer: Optimizer::parse("sgd").unwrap(), weight_decay: 0.0, batch: 32, seed: 2013 }
+        Settings { learning_rate: 0.01, optimizer: Optimizer::parse("sgd").unwrap(), weight_decay: 0.0, batch: 32, seed: 2013, cosine_steps: None }
+    }
+}
+
+/// How the learning rate moves over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    Constant,
+    /// Down a cosine to 1% of the rate over the whole run.
+    Cosine,
+}
+
+impl Schedule {
+    /// `constant` or `cosine`.
+    pub fn parse(name: &str) -> Result<Schedule> {
+        match name {
+            "constant" => Ok(Schedule::Constant),
+            "cosine" => Ok(Schedule::Cosine),
+            other => Err(Error::Input(format!("unknown learning-rate schedule \"{other}\": use constant or cosine"))),
+        }
+    }
+
+    /// [`Settings::cosine_steps`] for a run of `epochs` over `n` images in batches of `batch`.
+    pub fn steps(self, epochs: usize, n: usize, batch: usize) -> Option<u64> {
+        (self == Schedule::Cosine).then(|| (epochs * (n / batch.max(1))) as u64)
     }
 }
 
@@ -272,7 +299,14 @@ impl Trainer {
     fn apply(&mut self, gradients: &[Vec<f32>]) {
         let batch = self.settings.batch as f64;
         self.steps += 1;
-        let (lr, decay) = (self.settings.learning_rate, self.settings.weight_decay);
+        let decay = self.settings.weight_decay;
+        let lr = match self.settings.cosine_steps {
+            Some(total) => {
+                let done = (self.steps - 1).min(total) as f64 / total.max(1) as f64;
+                self.settings.learning_rate * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * done).cos()))
+            }
+            None => self.settings.learning_rate,
+        };
         let t = self.steps as i32;
         for (k, w) in self.weights.iter_mut().enumerate() {
             for (i, value) in w.iter_mut().enumerate() {
@@ -364,7 +398,8 @@ impl Trainer {
             Adversarial::Pool { pool, bytes, every, count, options } => {
                 if pool.is_empty() || pass.steps % *every == 0 && pass.steps > 0 {
                     let model = self.classifier(bytes)?;
-                    let want = if pool.is_empty() { pool.size } else { *count };
+                    // filled first (topped up where attacks failed), then a part replaced
+                    let want = (pool.size - pool.len()) + if pool.is_empty() { 0 } else { *count };
                     pass.entered = pool.refresh(&model, images, labels, want, options)?;
                 }
                 if pool.is_empty() {

@@ -57,9 +57,15 @@ struct Worker {
     pause: js_sys::Function,
 }
 
+/// Plain objects for the page; bytes (a trained model's file) as a Uint8Array, not an array of
+/// numbers.
+fn serializer() -> serde_wasm_bindgen::Serializer {
+    serde_wasm_bindgen::Serializer::json_compatible().serialize_bytes_as_arrays(false)
+}
+
 impl lab::Host for Worker {
     fn progress(&self, event: Progress) {
-        if let Ok(value) = event.serialize(&serde_wasm_bindgen::Serializer::json_compatible()) {
+        if let Ok(value) = event.serialize(&serializer()) {
             let _ = self.progress.call1(&JsValue::NULL, &value);
         }
     }
@@ -96,7 +102,7 @@ impl Lab {
             let host = Worker { progress, pause };
             let response = lab.answer(id as u64, request, &host).await.map_err(|e| JsError::new(&e.to_string()))?;
             response
-                .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+                .serialize(&serializer())
                 .map_err(|e| JsError::new(&e.to_string()).into())
         })
     }

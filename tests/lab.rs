@@ -386,7 +386,7 @@ fn the_train_request_is_the_trainers_run_and_loads_the_trained_model() {
     let model: Vec<u8> = answer["model"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
 
     // the same run straight through the core: the same weights, bit for bit
-    let settings = Settings { learning_rate: 0.1, optimizer: Optimizer::parse("sgd").unwrap(), weight_decay: 1e-5, batch: 32, seed: 5 };
+    let settings = Settings { learning_rate: 0.1, optimizer: Optimizer::parse("sgd").unwrap(), weight_decay: 1e-5, batch: 32, seed: 5, cosine_steps: None };
     let mut trainer = Trainer::new(&bytes("fc100-100-10"), settings).unwrap();
     trainer.initialise(5);
     let digits = DigitPack::parse(&pack).unwrap();

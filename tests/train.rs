@@ -32,7 +32,7 @@ fn training_lowers_the_loss_and_the_error_on_digits_it_did_not_see() {
     let before = error_rate(&Classifier::load(&bytes("fc10-1"), None).unwrap(), &test_x, &test_y);
     for optimizer in [Optimizer::parse("sgd").unwrap(), Optimizer::parse("adam").unwrap()] {
         let learning_rate = if matches!(optimizer, Optimizer::Adam { .. }) { 0.01 } else { 0.1 };
-        let settings = Settings { learning_rate, optimizer, weight_decay: 0.0, batch: 50, seed: 7 };
+        let settings = Settings { learning_rate, optimizer, weight_decay: 0.0, batch: 50, seed: 7, cosine_steps: None };
         let mut trainer = Trainer::new(&bytes("fc10-1"), settings).unwrap();
         let mut losses = vec![];
         for _ in 0..3 {

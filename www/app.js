@@ -189,6 +189,8 @@ async function selectModel(id) {
         + `classifiers (MNIST's [1, 1, ${rows}, ${cols}], [1, ${rows}, ${cols}, 1] or [1, ${rows * cols}]): re-export it `
         + `for that input (a colour classifier, 3 channels of any size, opens in the natural-images section instead)`);
     }
+    // the training section can fine-tune the lab's model (train.js)
+    window.dispatchEvent(new CustomEvent('blindspot:labmodel', { detail: { id: model.id, name: model.name, file: model.file, bytes: model.localBytes } }));
     setStatus(`ready · ${kilobytes(info.size)} · input [${info.inputShape.join(', ')}] · output: ${info.output} · loaded in ${Math.round(info.ms)} ms`);
     if (!info.pending) showBackend(info);
     document.body.dataset.modelState = 'ready';
@@ -602,15 +604,25 @@ async function openModelFile(file) {
     window.dispatchEvent(new CustomEvent('blindspot:imagemodel', { detail: { name: file.name, bytes, suggestion } }));
     return;
   }
-  const id = `local:${file.name}`;
+  await addLocalModel({ id: `local:${file.name}`, name: `${file.name} (yours)`, file: file.name, bytes, select: true });
+}
+
+/**
+ * A model the page holds the bytes of (dropped, or trained in the "Fix the blind spot" section)
+ * put in the model list, and opened when `select`.
+ */
+async function addLocalModel({ id, name, file, bytes, select }) {
   state.models = state.models.filter((m) => m.id !== id);
-  state.models.push({ id, name: `${file.name} (yours)`, file: file.name, localBytes: bytes, local: true });
+  state.models.push({ id, name, file, localBytes: bytes, local: true });
+  const chosen = $('model').value;
   $('model').replaceChildren(...state.models.map((m) => new Option(m.name, m.id)));
+  $('model').value = chosen;
+  if (!select) return;
   await selectModel(id);
   // the Property 1 and spectral panels offer a model the core could load (units.js, spectral.js);
   // `bytes` is the page's copy: a listener copies it before handing it to a worker
   if (state.model?.id === id && await state.ready.then(() => true, () => false)) {
-    window.dispatchEvent(new CustomEvent('blindspot:usermodel', { detail: { id, name: `${file.name} (yours)`, bytes } }));
+    window.dispatchEvent(new CustomEvent('blindspot:usermodel', { detail: { id, name, bytes } }));
   }
 }
 
@@ -749,6 +761,10 @@ async function main() {
     state.preload.ready.catch(() => {}); // selectModel reports a failure
     setUpPad();
     $('model-file').addEventListener('change', (e) => openModelFile(e.target.files[0]));
+    window.addEventListener('blindspot:addmodel', async (e) => {
+      await addLocalModel(e.detail);
+      if (e.detail.select) document.querySelector('.controls').scrollIntoView({ behavior: 'smooth', block: 'start' });
+    });
     document.addEventListener('dragover', (e) => { e.preventDefault(); document.body.classList.add('dropping'); });
     document.addEventListener('dragleave', () => document.body.classList.remove('dropping'));
     document.addEventListener('drop', (e) => {

@@ -74,3 +74,67 @@ export function drawHeatmap(canvas, original, adversarial, w, h) {
   }
   ctx.putImageData(image, 0, 0);
 }
+
+/**
+ * A line chart with axes: `series` of { points: [{ x, y }], color, dots }, y from 0 (or below)
+ * to the largest value, tick labels by `format`; `integerX` puts x ticks on whole numbers.
+ */
+export function drawChart(canvas, series, { xLabel = '', format = (v) => v.toFixed(2), integerX = false } = {}) {
+  const ctx = canvas.getContext('2d');
+  const { width, height } = canvas;
+  const pad = { left: 52, right: 12, top: 10, bottom: 30 };
+  const ink = getComputedStyle(canvas).color || '#333';
+  ctx.clearRect(0, 0, width, height);
+  ctx.font = '12px system-ui, sans-serif';
+  ctx.fillStyle = ink;
+  const points = series.flatMap((s) => s.points);
+  if (points.length === 0) {
+    ctx.globalAlpha = 0.6;
+    ctx.fillText('not trained yet', pad.left, height / 2);
+    ctx.globalAlpha = 1;
+    return;
+  }
+  const xs = points.map((p) => p.x);
+  const [x0, x1] = [integerX ? Math.min(0, ...xs) : Math.min(...xs), Math.max(...xs, integerX ? 1 : Math.min(...xs) + 1)];
+  const y1 = Math.max(...points.map((p) => p.y)) * 1.05 || 1;
+  const y0 = Math.min(0, ...points.map((p) => p.y));
+  const px = (x) => pad.left + ((x - x0) / (x1 - x0 || 1)) * (width - pad.left - pad.right);
+  const py = (y) => height - pad.bottom - ((y - y0) / (y1 - y0 || 1)) * (height - pad.top - pad.bottom);
+  // axes and ticks
+  ctx.strokeStyle = ink;
+  ctx.globalAlpha = 0.35;
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.moveTo(pad.left, pad.top);
+  ctx.lineTo(pad.left, height - pad.bottom);
+  ctx.lineTo(width - pad.right, height - pad.bottom);
+  ctx.stroke();
+  ctx.globalAlpha = 1;
+  ctx.textAlign = 'right';
+  ctx.textBaseline = 'middle';
+  for (let k = 0; k <= 4; k++) {
+    const y = y0 + ((y1 - y0) * k) / 4;
+    ctx.fillText(format(y), pad.left - 6, py(y));
+  }
+  ctx.textAlign = 'center';
+  ctx.textBaseline = 'top';
+  const step = integerX ? Math.max(1, Math.ceil((x1 - x0) / 8)) : (x1 - x0) / 4;
+  for (let x = x0; x <= x1 + 1e-9; x += step) ctx.fillText(String(Math.round(x)), px(x), height - pad.bottom + 4);
+  ctx.textAlign = 'right';
+  ctx.fillText(xLabel, width - pad.right, height - 14);
+  for (const s of series) {
+    ctx.strokeStyle = s.color;
+    ctx.fillStyle = s.color;
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    s.points.forEach((p, i) => (i === 0 ? ctx.moveTo(px(p.x), py(p.y)) : ctx.lineTo(px(p.x), py(p.y))));
+    ctx.stroke();
+    if (s.dots) {
+      for (const p of s.points) {
+        ctx.beginPath();
+        ctx.arc(px(p.x), py(p.y), 3.5, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    }
+  }
+}

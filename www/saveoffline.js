@@ -3,13 +3,15 @@
 // other models, the paper tour and the panels work offline too, not only the default model that a
 // first visit caches. Shown only where there is a service worker (not in the single file, which
 // holds everything already, nor on file://). The footer's <p class="offline-save"> says how far
-// it got in data-state: idle, saving, saved, error.
+// it got in data-state: idle, saving, saved, error. saveFiles keeps other files on request (the
+// training digits, www/train.js).
 import { manifest } from './assets.js';
 
 const PACK_BYTES = 785_020; // models/data/mnist-test-1k.bin
 const megabytes = (n) => `${(n / 1e6).toFixed(1)} MB`;
 
-function available() {
+/** Whether this page can keep files for offline use (a service worker on http(s)). */
+export function canSave() {
   return /^https?:$/.test(location.protocol) && !globalThis.BLINDSPOT_INLINE && 'serviceWorker' in navigator
     && globalThis.isSecureContext && 'caches' in globalThis;
 }
@@ -26,9 +28,35 @@ function serviceWorker(ms = 15_000) {
   ]);
 }
 
+/**
+ * Asks the service worker to keep `files` (paths from the site's root; null: every model and the
+ * 1,000 test digits) in its cache; `onProgress` gets { done, total, bytes } per file. Resolves to
+ * the last of those.
+ */
+async function save(files, onProgress) {
+  const worker = await serviceWorker();
+  const channel = new MessageChannel();
+  return new Promise((resolve, reject) => {
+    channel.port1.onmessage = ({ data }) => {
+      if (data.error) return reject(new Error(data.error));
+      if (data.finished) return resolve(data);
+      onProgress(data);
+    };
+    worker.postMessage({ op: 'save-offline', files }, [channel.port2]);
+  });
+}
+
+/** Keeps `files` (paths from the site's root) for offline use; see save(). */
+export async function saveFiles(files, onProgress = () => {}) {
+  const result = await save(files, onProgress);
+  // ask the browser not to evict the copy under storage pressure (it may say no)
+  await navigator.storage?.persist?.().catch(() => false);
+  return result;
+}
+
 function setUp() {
   const footer = document.querySelector('footer');
-  if (!footer || !available()) return;
+  if (!footer || !canSave()) return;
   const box = document.createElement('p');
   box.className = 'offline-save';
   box.dataset.state = 'idle';
@@ -68,20 +96,11 @@ function setUp() {
     bar.value = 0;
     status.textContent = 'starting…';
     try {
-      const worker = await serviceWorker();
-      const channel = new MessageChannel();
-      const result = await new Promise((resolve, reject) => {
-        channel.port1.onmessage = ({ data }) => {
-          if (data.error) return reject(new Error(data.error));
-          if (data.finished) return resolve(data);
-          bar.max = Math.max(1, data.total);
-          bar.value = data.done;
-          status.textContent = `${data.done} of ${data.total} files (${megabytes(data.bytes)})`;
-        };
-        worker.postMessage({ op: 'save-offline' }, [channel.port2]);
+      const result = await saveFiles(null, (data) => {
+        bar.max = Math.max(1, data.total);
+        bar.value = data.done;
+        status.textContent = `${data.done} of ${data.total} files (${megabytes(data.bytes)})`;
       });
-      // ask the browser not to evict the copy under storage pressure (it may say no)
-      await navigator.storage?.persist?.().catch(() => false);
       box.dataset.state = 'saved';
       button.textContent = 'Update the offline copy';
       status.textContent = `✓ saved: ${result.done} of ${result.total} files (${megabytes(result.bytes)}) are kept in this browser; `

@@ -295,6 +295,7 @@ impl Lab {
                 lr,
                 optimizer,
                 weight_decay,
+                schedule,
                 adversarial,
                 epsilon,
                 pool,
@@ -308,8 +309,10 @@ impl Lab {
                     weight_decay,
                     batch,
                     seed,
+                    cosine_steps: None,
                 };
-                let run = Run { bytes: &bytes, from_scratch, pack: &pack, test_pack: &test_pack, n, epochs, settings, method };
+                let schedule = crate::train::Schedule::parse(&schedule)?;
+                let run = Run { bytes: &bytes, from_scratch, pack: &pack, test_pack: &test_pack, n, epochs, settings, schedule, method };
                 let (model, epochs, steps, seconds) = self.train(id, run, host).await?;
                 let Response::Loaded(loaded) = self.load(key, &model, None, None, None, None).await? else {
                     unreachable!("load answers Loaded")
@@ -540,8 +543,10 @@ impl Lab {
         if run.epochs == 0 || run.epochs > 1000 {
             return Err(Error::Input(format!("a run trains 1 to 1,000 epochs, not {}", run.epochs)));
         }
+        let n = run.n.clamp(1, train.len());
         let seed = run.settings.seed;
-        let mut trainer = Trainer::new(run.bytes, run.settings)?;
+        let settings = crate::train::Settings { cosine_steps: run.schedule.steps(run.epochs, n, run.settings.batch), ..run.settings };
+        let mut trainer = Trainer::new(run.bytes, settings)?;
         if run.from_scratch {
             trainer.initialise(seed);
         }
@@ -554,7 +559,6 @@ impl Lab {
                 train.cols
             )));
         }
-        let n = run.n.clamp(1, train.len());
         let images = train.inputs(0..n);
         let labels: Vec<usize> = train.labels[..n].iter().map(|&y| y as usize).collect();
         let mut pool = run.method.pool(seed);
@@ -712,6 +716,7 @@ struct Run<'a> {
     n: usize,
     epochs: usize,
     settings: crate::train::Settings,
+    schedule: crate::train::Schedule,
     method: crate::train::Method,
 }
 

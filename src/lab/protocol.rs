@@ -190,6 +190,9 @@ pub enum Request {
         optimizer: String,
         #[serde(default)]
         weight_decay: f64,
+        /// "constant" or "cosine" (down to 1% of `lr` over the run).
+        #[serde(default = "defaults::schedule")]
+        schedule: String,
         #[serde(default = "defaults::adversarial")]
         adversarial: String,
         #[serde(default = "defaults::epsilon")]
@@ -252,6 +255,9 @@ mod defaults {
     }
     pub fn optimizer() -> String {
         "sgd".into()
+    }
+    pub fn schedule() -> String {
+        "constant".into()
     }
     pub fn adversarial() -> String {
         "none".into()
