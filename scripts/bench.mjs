@@ -1,7 +1,7 @@
 // The benchmark command (./scripts/bench.sh runs it after the build): www/bench.html in headless
 // Chromium (blindspot against TensorFlow.js), the scipy attack natively, the page weight of a
 // first visit and its time to the first classification; prints the tables (Markdown).
-//   node scripts/bench.mjs [--quick] [--digits N] [--window S] [--visits N] [--json FILE]
+//   node scripts/bench.mjs [--quick] [--digits N] [--window S] [--steps N] [--visits N] [--json FILE]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -160,6 +160,20 @@ export function report({ bench, scipy, visits, cpu, peer = null }) {
     }
     line();
   }
+  if (bench.training?.length) {
+    const trainEngines = [...new Set(bench.training.flatMap((t) => t.rates.map((r) => r.engine)))];
+    const t0 = bench.training[0];
+    line(`### Training steps per second (${t0.steps} steps of ${t0.batch} test digits, Adam 0.001, mean cross-entropy, same batches)`);
+    line();
+    line(`| model | ${trainEngines.join(' | ')} | blindspot / tfjs wasm |`);
+    line(`|---|${trainEngines.map(() => '---:').join('|')}|---:|`);
+    for (const t of bench.training) {
+      const at = (e) => t.rates.find((r) => r.engine === e);
+      const cellOf = (e) => (at(e)?.error ? `fails: ${at(e).error.slice(0, 60)}` : num(at(e)?.stepsPerSecond, 1));
+      line(`| ${t.name} | ${trainEngines.map(cellOf).join(' | ')} | ${num(at('blindspot wasm')?.stepsPerSecond / at('tfjs wasm')?.stepsPerSecond, 2)}x |`);
+    }
+    line();
+  }
   line('### Same gradient before timing (max |difference| / max |blindspot gradient|, tolerance 1e-4)');
   line();
   line('| model | engine | difference | |');
@@ -219,6 +233,7 @@ async function main() {
   if (quick) query.set('quick', '');
   if (arg('--digits')) query.set('digits', arg('--digits'));
   if (arg('--window')) query.set('window', arg('--window'));
+  if (arg('--steps')) query.set('steps', arg('--steps'));
   const say = (s) => process.stderr.write(`[bench] ${s}\n`);
 
   await bundlePeer();

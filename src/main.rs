@@ -23,7 +23,7 @@ USAGE:
     blindspot bench grad [--ms 1000]
     blindspot train MODEL --out TRAINED.onnx [--epochs 1] [--batch 32] [--lr 0.01] [--optimizer sgd|adam]
                     [--weight-decay 0] [--adversarial none|fgsm|lbfgs] [--epsilon 0.1] [--pool 1000]
-                    [--refresh 0.1] [--n 60000] [--seed 2013]
+                    [--refresh 0.1] [--n 60000] [--seed 2013] [--schedule constant|cosine]
 
     MODEL   an ONNX classifier (models/*.onnx)
     IMAGE   a .png (averaged to grey for 1-channel models, RGB for 3-channel ones) or a .npy of float32
@@ -61,11 +61,13 @@ It writes the example as a float32 .npy (--out, default adv.npy) and prints one 
 
 train trains MODEL's weights (its Conv, Gemm, MatMul, Add and Mul initializers; a BatchNorm's
 scale and bias stay fixed) on the first --n MNIST training digits (models/data/mnist-train-60k.bin.gz)
-with minibatch SGD (momentum 0.9) or Adam and an L2 weight decay, in a shuffled order from --seed;
+with minibatch SGD (momentum 0.9) or Adam and an L2 weight decay, in a shuffled order from --seed
+(--schedule cosine lowers the learning rate along a cosine to 1% of --lr over the run);
 --adversarial fgsm trains on the mean of the loss at each digit and at its FGSM example of size
 --epsilon (Goodfellow et al., 2014); --adversarial lbfgs is the paper's (section 4.2): each step
 also trains on a batch drawn from a pool of --pool L-BFGS adversarial examples of training digits
-(each towards a random other class, kept with its true label), filled at the start and a --refresh
+(each towards a random other class, kept with its true label), filled at the start (topped up where
+attacks failed) and a --refresh
 fraction of it replaced by new examples, made with the weights of the moment, every 100 steps. It
 writes the original graph with the trained weights to --out and prints one JSON line per epoch:
 {\"epoch\",\"loss\",\"train_error\",\"test_error\",\"pool\",\"seconds\"} (errors over the --n

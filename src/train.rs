@@ -307,24 +307,31 @@ impl Trainer {
             }
             None => self.settings.learning_rate,
         };
-        let t = self.steps as i32;
+        // Adam's bias corrections, once a step rather than once a weight
+        let t = self.steps.min(i32::MAX as u64) as i32;
+        let corrections = match self.settings.optimizer {
+            Optimizer::Adam { beta1, beta2, .. } => (1.0 - beta1.powi(t), 1.0 - beta2.powi(t)),
+            Optimizer::Sgd { .. } => (1.0, 1.0),
+        };
         for (k, w) in self.weights.iter_mut().enumerate() {
-            for (i, value) in w.iter_mut().enumerate() {
-                let g = gradients[k][i] as f64 / batch + decay * *value as f64;
-                let change = match self.settings.optimizer {
-                    Optimizer::Sgd { momentum } => {
-                        self.first[k][i] = momentum * self.first[k][i] + g;
-                        lr * self.first[k][i]
+            let (first, second, gradient) = (&mut self.first[k], &mut self.second[k], &gradients[k]);
+            match self.settings.optimizer {
+                Optimizer::Sgd { momentum } => {
+                    for ((value, m), &g) in w.iter_mut().zip(first.iter_mut()).zip(gradient) {
+                        let g = g as f64 / batch + decay * *value as f64;
+                        *m = momentum * *m + g;
+                        *value = (*value as f64 - lr * *m) as f32;
                     }
-                    Optimizer::Adam { beta1, beta2, epsilon } => {
-                        self.first[k][i] = beta1 * self.first[k][i] + (1.0 - beta1) * g;
-                        self.second[k][i] = beta2 * self.second[k][i] + (1.0 - beta2) * g * g;
-                        let m = self.first[k][i] / (1.0 - beta1.powi(t));
-                        let v = self.second[k][i] / (1.0 - beta2.powi(t));
-                        lr * m / (v.sqrt() + epsilon)
+                }
+                Optimizer::Adam { beta1, beta2, epsilon } => {
+                    let (c1, c2) = corrections;
+                    for (((value, m), v), &g) in w.iter_mut().zip(first.iter_mut()).zip(second.iter_mut()).zip(gradient) {
+                        let g = g as f64 / batch + decay * *value as f64;
+                        *m = beta1 * *m + (1.0 - beta1) * g;
+                        *v = beta2 * *v + (1.0 - beta2) * g * g;
+                        *value = (*value as f64 - lr * (*m / c1) / ((*v / c2).sqrt() + epsilon)) as f32;
                     }
-                };
-                *value = (*value as f64 - change) as f32;
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 import init, { Lab, simdPeak, simdPeakFlops } from '../pkg/blindspot.js';
 import { parseDigitPack } from './digits.js';
 import { readOnnx } from './bench/onnx.js';
-import { buildPeer, crossEntropyGradient } from './bench/peer.js';
+import { adamStep, buildPeer, crossEntropyGradient } from './bench/peer.js';
 
 const params = new URLSearchParams(location.search);
 const quick = params.has('quick');
@@ -24,7 +24,15 @@ const ATTACK = { maxIterations: 150, cSteps: 5, seed: 2013 };
 
 const $ = (id) => document.getElementById(id);
 const log = (text) => { $('status').textContent = text; };
-const results = { quick, window: WINDOW, machine: {}, gradients: [], attack: null, roofline: null, errors: [] };
+/** Training steps timed per engine (issue 17): batches of TRAIN_BATCH, Adam at TRAIN_LR. */
+const TRAIN_STEPS = Number(params.get('steps') ?? (quick ? 20 : 100));
+const TRAIN_BATCH = 32;
+const TRAIN_LR = 0.001;
+const TRAINED = [
+  { id: 'fc100-100-10', name: 'MLP (FC100-100-10)', file: '../models/fc100-100-10.onnx' },
+  { id: 'cnn', name: 'MNIST CNN', file: '../models/cnn.onnx' },
+];
+const results = { quick, window: WINDOW, machine: {}, gradients: [], training: [], attack: null, roofline: null, errors: [] };
 window.benchResults = results;
 
 const fetchBytes = async (url) => {
@@ -193,6 +201,60 @@ async function benchModel(tf, spec, digits, gpu) {
   await ask('unload', { key: spec.id });
 }
 
+/**
+ * Training steps per second on the same digits in the same batches (Adam, mean cross-entropy):
+ * blindspot's Train request (the page's "Fix the blind spot" loop; its epoch's own time, the
+ * errors measured after it left out) against a TensorFlow.js port of the same graph and weights.
+ */
+async function benchTraining(tf, pack) {
+  const digits = parseDigitPack(pack.slice(0).buffer, 'models/data/mnist-test-10k.bin');
+  const n = TRAIN_STEPS * TRAIN_BATCH;
+  for (const spec of TRAINED) {
+    const bytes = await fetchBytes(spec.file);
+    const row = { model: spec.id, name: spec.name, batch: TRAIN_BATCH, steps: TRAIN_STEPS, rates: [] };
+    results.training.push(row);
+    log(`${spec.name}: training in blindspot`);
+    const trained = await ask('train', {
+      key: 'bench-trained', bytes: bytes.slice(0), pack: pack.slice(0), testPack: pack.slice(0), n, epochs: 1,
+      batch: TRAIN_BATCH, lr: TRAIN_LR, optimizer: 'adam',
+    });
+    await ask('unload', { key: 'bench-trained' });
+    row.rates.push({ engine: 'blindspot wasm', stepsPerSecond: trained.steps / trained.epochs[0].seconds });
+    render();
+    const graph = readOnnx(bytes);
+    const images = Array.from({ length: TRAIN_STEPS }, (_, k) => {
+      const x = new Float32Array(TRAIN_BATCH * 784);
+      for (let i = 0; i < TRAIN_BATCH; i++) x.set(digits.input(k * TRAIN_BATCH + i), i * 784);
+      return x;
+    });
+    for (const backend of BACKENDS) {
+      const engine = `tfjs ${backend}`;
+      log(`${spec.name}: training in TensorFlow.js ${backend}`);
+      const problem = await useBackend(tf, backend);
+      if (problem) { row.rates.push({ engine, error: problem }); render(); continue; }
+      const peer = buildPeer(tf, graph, { trainable: true });
+      const adam = adamStep(tf, peer, TRAIN_LR);
+      const batches = images.map((x, k) => ({
+        x: tf.tensor(x, [TRAIN_BATCH, 1, 28, 28]),
+        y: tf.oneHot(tf.tensor1d(Array.from(digits.labels.subarray(k * TRAIN_BATCH, (k + 1) * TRAIN_BATCH)), 'int32'), 10),
+      }));
+      try {
+        for (let k = 0; k < 3; k++) await adam.step(batches[k].x, batches[k].y); // warm-up: kernels compiled, memory placed
+        const started = performance.now();
+        for (const b of batches) await adam.step(b.x, b.y);
+        row.rates.push({ engine, stepsPerSecond: TRAIN_STEPS / ((performance.now() - started) / 1000) });
+      } catch (e) {
+        row.rates.push({ engine, error: e?.message ?? String(e) });
+      } finally {
+        for (const b of batches) { b.x.dispose(); b.y.dispose(); }
+        adam.dispose();
+        peer.dispose();
+      }
+      render();
+    }
+  }
+}
+
 /** The paper's attack on FC200-200-10: per-digit times (the command compares them with scipy's). */
 async function benchAttack(digits) {
   const bytes = await fetchBytes('../models/fc200-200-10.onnx');
@@ -269,6 +331,11 @@ function render() {
     g.name, c.engine, c.difference.toExponential(2), c.tolerance.toExponential(0), c.difference <= c.tolerance ? 'same' : '<b>differs</b>',
   ]));
   $('checks').replaceChildren(table(['model', 'engine', 'max |Δ gradient| / max |gradient|', 'tolerance', ''], checks));
+  const training = results.training.flatMap((t) => t.rates.map((r) => [
+    t.name, r.engine, r.error ? { span: 2, html: `<span class="fails">${r.error}</span>` } : fmt(r.stepsPerSecond, 1),
+    ...(r.error ? [] : [fmt(r.stepsPerSecond * t.batch)]),
+  ]));
+  $('training').replaceChildren(table(['model', 'engine', `steps / s (batch ${TRAIN_BATCH}, Adam)`, 'images / s'], training));
   if (results.attack) {
     const rows = results.attack.rows.map((r) => [r.digit, r.label, r.target, r.success ? 'yes' : 'no', r.distortion.toFixed(4), fmt(r.ms, 1)]);
     $('attack').replaceChildren(table(['digit', 'label', 'target', 'reached', 'distortion', 'ms'], rows));
@@ -306,6 +373,7 @@ async function main() {
   }
   $('machine').textContent = JSON.stringify(results.machine);
   for (const spec of MODELS) await benchModel(tf, spec, digits, gpu);
+  if (!params.has('no-training')) await benchTraining(tf, await fetchBytes('../models/data/mnist-test-10k.bin'));
   if (!params.has('no-attack')) await benchAttack(digits);
   await benchRoofline();
   log('done');

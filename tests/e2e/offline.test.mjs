@@ -122,7 +122,7 @@ test('"Save for offline use" keeps every model and the digits: offline, Try on o
   await page.waitForSelector('html[data-offline="ready"]', { timeout: 60_000 });
   const { models } = JSON.parse(readFileSync(join(ROOT, 'models/models.json'), 'utf8'));
   const wanted = [...models.filter((m) => !m.optional).map((m) => `models/${m.file}`), 'models/data/mnist-test-1k.bin'];
-  assert.equal(wanted.length, 11);
+  assert.equal(wanted.length, 12);
   const cachedPaths = () => page.evaluate(async () => {
     const keys = [];
     for (const name of await caches.keys()) {
@@ -136,7 +136,7 @@ test('"Save for offline use" keeps every model and the digits: offline, Try on o
   await box.scrollIntoViewIfNeeded();
   assert.equal(await box.getAttribute('data-state'), 'idle');
   assert.equal(await page.isVisible('#save-offline'), true);
-  assert.match(await page.textContent('#save-offline-status'), /all 10 models and the 1,000 test digits \(5\.5 MB\)/);
+  assert.match(await page.textContent('#save-offline-status'), /all 11 models and the 1,000 test digits \(5\.8 MB\)/);
   // every status the control shows, in order
   await page.evaluate(() => {
     window.savedStatuses = [];
@@ -152,7 +152,7 @@ test('"Save for offline use" keeps every model and the digits: offline, Try on o
   const steps = statuses.map((t) => t.match(/^(\d+) of (\d+) files/)).filter(Boolean).map((m) => [Number(m[1]), Number(m[2])]);
   assert.deepEqual(steps.map(([n]) => n), [...Array(12).keys()], `progress: ${statuses.join(' | ')}`);
   assert.ok(steps.every(([, m]) => m === 11));
-  assert.match(await page.textContent('#save-offline-status'), /^✓ saved: 11 of 11 files \(5\.5 MB\)/);
+  assert.match(await page.textContent('#save-offline-status'), /^✓ saved: 12 of 12 files \(5\.8 MB\)/);
   assert.equal(await page.textContent('#save-offline'), 'Update the offline copy');
   await screenshot(page, 'offline-saved.png');
   await page.locator('footer').screenshot({ path: join(ROOT, 'test-results/offline-save-footer.png') });

@@ -50,11 +50,11 @@ function foldBatchNorms(graph) {
 
 /**
  * Builds the peer for `graph` (from readOnnx) on TensorFlow.js `tf`'s current backend. Returns
- * { forward(x) -> logits, flops, dispose() }: `x` is an NCHW tensor; `flops` is 2 x the
+ * { forward(x) -> logits, variables (with `trainable`), flops, dispose() }: `x` is an NCHW tensor; `flops` is 2 x the
  * multiply-adds of the convolutions and matrix products of one forward pass (known after the
  * first call).
  */
-export function buildPeer(tf, graph) {
+export function buildPeer(tf, graph, { trainable = false } = {}) {
   for (const n of graph.nodes) {
     if (!SUPPORTED.has(n.op)) throw new Error(`the benchmark's TensorFlow.js port has no ${n.op} (node ${n.name})`);
   }
@@ -62,6 +62,17 @@ export function buildPeer(tf, graph) {
   const owned = [];
   // tf.keep: constants made lazily inside the caller's tf.tidy must outlive it
   const keep = (t) => { owned.push(tf.keep(t)); return t; };
+  // `trainable`: each layer's weight and bias (in the layout the port computes with) is a
+  // tf.Variable, what a TensorFlow.js optimiser trains
+  const variables = [];
+  const weight = (t) => {
+    if (!trainable) return keep(t);
+    const v = tf.variable(t);
+    t.dispose();
+    variables.push(v);
+    owned.push(v);
+    return v;
+  };
   const constants = new Map(); // name -> { dims, data }
   for (const [name, t] of graph.initializers) constants.set(name, t);
   for (const n of nodes) if (n.op === 'Constant') constants.set(n.outputs[0], n.attributes.value);
@@ -99,7 +110,7 @@ export function buildPeer(tf, graph) {
       const [t, l, b, r] = n.attributes.pads ?? [0, 0, 0, 0];
       const pad = t === l && l === b && b === r ? t : [[0, 0], [t, b], [l, r], [0, 0]];
       prepared.set(n, {
-        filter: keep(filter), bias: bias ? keep(tf.tensor1d(Float32Array.from(bias))) : null, depthwise, pad,
+        filter: weight(filter), bias: bias ? weight(tf.tensor1d(Float32Array.from(bias))) : null, depthwise, pad,
         strides: n.attributes.strides ?? [1, 1], dilations: n.attributes.dilations ?? [1, 1], macs: o * i * h * wd,
       });
     } else if (n.op === 'Gemm' || n.op === 'MatMul') {
@@ -113,7 +124,7 @@ export function buildPeer(tf, graph) {
       const beta = n.attributes.beta ?? 1;
       if (n.attributes.transA) throw new Error(`Gemm ${n.name}: transA is not in the port`);
       prepared.set(n, {
-        matrix: keep(m), bias: c ? keep(tf.mul(tf.tensor(Float32Array.from(c.data), c.dims), beta)) : null,
+        matrix: weight(m), bias: c ? weight(tf.mul(tf.tensor(Float32Array.from(c.data), c.dims), beta)) : null,
         macs: b.data.length,
       });
     }
@@ -205,6 +216,7 @@ export function buildPeer(tf, graph) {
 
   return {
     forward,
+    variables,
     get flops() { return flops; },
     dispose() { owned.forEach((t) => t.dispose()); },
   };
@@ -218,4 +230,22 @@ export function crossEntropyGradient(tf, peer, target, classes) {
   const onehot = tf.cast(tf.oneHot(tf.tensor1d([target], 'int32'), classes), 'float32');
   const loss = (x) => tf.neg(tf.sum(tf.mul(tf.logSoftmax(peer.forward(x)), onehot)));
   return { run: tf.valueAndGrad(loss), dispose: () => onehot.dispose() };
+}
+
+/**
+ * A TensorFlow.js training step of the peer: Adam (`lr`) on the mean softmax cross-entropy of a
+ * batch, as blindspot's Trainer takes it. Returns step(images NCHW tensor, one-hot labels), which
+ * resolves once the loss is read back (the step is done).
+ */
+export function adamStep(tf, peer, lr) {
+  const optimizer = tf.train.adam(lr, 0.9, 0.999, 1e-8);
+  return {
+    async step(x, onehot) {
+      const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(onehot, peer.forward(x)), true, peer.variables);
+      const value = (await loss.data())[0];
+      loss.dispose();
+      return value;
+    },
+    dispose: () => optimizer.dispose(),
+  };
 }
