@@ -19,6 +19,7 @@ pub mod paper;
 pub mod spectral;
 pub mod train;
 pub mod weights;
+pub mod layers;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

@@ -22,8 +22,8 @@ USAGE:
     blindspot lipschitz MODEL
     blindspot bench grad [--ms 1000]
     blindspot train MODEL --out TRAINED.onnx [--epochs 1] [--batch 32] [--lr 0.01] [--optimizer sgd|adam]
-                    [--weight-decay 0] [--adversarial none|fgsm|lbfgs] [--epsilon 0.1] [--pool 1000]
-                    [--refresh 0.1] [--n 60000] [--seed 2013] [--schedule constant|cosine]
+                    [--weight-decay 0] [--adversarial none|fgsm|lbfgs|layers] [--epsilon 0.1] [--pool 1000]
+                    [--refresh 0.1] [--pool-weight 0.5] [--n 60000] [--seed 2013] [--schedule constant|cosine]
 
     MODEL   an ONNX classifier (models/*.onnx)
     IMAGE   a .png (averaged to grey for 1-channel models, RGB for 3-channel ones) or a .npy of float32
@@ -68,11 +68,14 @@ with minibatch SGD (momentum 0.9) or Adam and an L2 weight decay, in a shuffled 
 also trains on a batch drawn from a pool of --pool L-BFGS adversarial examples of training digits
 (each towards a random other class, kept with its true label), filled at the start (topped up where
 attacks failed) and a --refresh
-fraction of it replaced by new examples, made with the weights of the moment, every 100 steps. It
+fraction of it replaced by new examples, made with the weights of the moment, every 100 steps; the
+pool's batch has the share --pool-weight of each step's loss, the digits the rest. It
 writes the original graph with the trained weights to --out and prints one JSON line per epoch:
 {\"epoch\",\"loss\",\"train_error\",\"test_error\",\"pool\",\"seconds\"} (errors over the --n
-training digits and all 10,000 test digits; pool: the examples it holds). --adversarial layers (the
-paper's pools for each layer's outputs) is not built yet.
+training digits and all 10,000 test digits; pool: the examples it holds). --adversarial layers adds
+the paper's per-layer pools: for each hidden Sigmoid layer, a pool of --pool L-BFGS examples of its
+outputs (the layers above it misclassify them) trains those layers, refreshed alike; the pools
+share --pool-weight of the loss.
 
 table1 reproduces the paper's Table 1 for the MNIST models of models/models.json: train and test
 error from the model cards, and the average distortion of the L-BFGS attack over the first --n
@@ -552,17 +555,23 @@ fn digit_pack(path: &str) -> Result<blindspot::DigitPack> {
 fn train(args: &Args) -> Result<()> {
     use blindspot::train::{Method, Optimizer, Schedule, Settings, Trainer};
     args.refuse_unknown(&[
-        "out", "epochs", "batch", "lr", "optimizer", "weight-decay", "adversarial", "epsilon", "n", "seed", "pool", "refresh", "schedule",
+        "out", "epochs", "batch", "lr", "optimizer", "weight-decay", "adversarial", "epsilon", "n", "seed", "pool", "refresh", "schedule", "pool-weight",
     ])?;
     let [model_path] = args.positional.as_slice() else {
         return Err(Error::Input(format!("train needs MODEL\n\n{USAGE}")));
     };
     let out = args.option("out").ok_or_else(|| Error::Input("train needs --out TRAINED.onnx".into()))?;
     let name = args.option("adversarial").unwrap_or("none");
-    if name != "lbfgs" && (args.option("pool").is_some() || args.option("refresh").is_some()) {
-        return Err(Error::Input("--pool and --refresh go with --adversarial lbfgs".into()));
+    if !["lbfgs", "layers"].contains(&name) && ["pool", "refresh", "pool-weight"].iter().any(|o| args.option(o).is_some()) {
+        return Err(Error::Input("--pool, --refresh and --pool-weight go with --adversarial lbfgs or layers".into()));
     }
-    let method = Method::parse(name, number(args, "epsilon", 0.1)?, number(args, "pool", 1000)?, number(args, "refresh", 0.1)?)
+    let method = Method::parse(
+        name,
+        number(args, "epsilon", 0.1)?,
+        number(args, "pool", 1000)?,
+        number(args, "refresh", 0.1)?,
+        number(args, "pool-weight", 0.5)?,
+    )
         .map_err(|e| match e {
             Error::Input(why) => Error::Input(why.replacen("adversarial training ", "--adversarial ", 1)),
             other => other,
@@ -593,8 +602,9 @@ fn train(args: &Args) -> Result<()> {
     let images: Vec<f32> = (0..n).flat_map(|i| train.input(i)).collect();
     let labels: Vec<usize> = (0..n).map(|i| train.labels[i] as usize).collect();
     let mut pool = method.pool(number(args, "seed", blindspot::paper::SEED)?);
+    let mut layers = method.layer_pools(&bytes, &trainer, number(args, "seed", blindspot::paper::SEED)?)?;
     for epoch in 1..=epochs {
-        let run = trainer.epoch_with(&images, &labels, method.adversarial(&mut pool, &bytes), |_, _| true)?;
+        let run = trainer.epoch_with(&images, &labels, method.adversarial(&mut pool, &mut layers, &bytes), |_, _| true)?;
         let written = trainer.write_onnx(&bytes)?;
         std::fs::write(out, &written).map_err(|e| Error::Data(format!("{out}: {e}")))?;
         let model = Classifier::load(&written, None).map_err(|e| e.in_file(out))?;

@@ -98,6 +98,27 @@ pub enum Adversarial<'a> {
     /// examples made every `every` steps for the model of that moment (`bytes`: its original
     /// file, for the weights to be written into).
     Pool { pool: &'a mut Pool, bytes: &'a [u8], every: usize, count: usize, options: crate::attack::lbfgs::Options },
+    /// The paper's per-layer pools ([`Trainer::step_layered`]): the input's pool as for
+    /// [`Adversarial::Pool`], and one of each hidden layer's outputs for the layers above it,
+    /// all refreshed alike.
+    Layers {
+        pool: &'a mut Pool,
+        layers: &'a mut [crate::layers::LayerPool],
+        bytes: &'a [u8],
+        every: usize,
+        count: usize,
+        options: crate::attack::lbfgs::Options,
+    },
+}
+
+impl Adversarial<'_> {
+    /// The pool at the input, when there is one.
+    pub fn pool(&self) -> Option<&Pool> {
+        match self {
+            Adversarial::Pool { pool, .. } | Adversarial::Layers { pool, .. } => Some(pool),
+            _ => None,
+        }
+    }
 }
 
 /// A run's adversarial training, as `blindspot train --adversarial` and the page name it.
@@ -107,51 +128,87 @@ pub enum Method {
     /// FGSM examples of this size.
     Fgsm { epsilon: f64 },
     /// The paper's pool of `pool` L-BFGS examples, a fraction `refresh` of it replaced every
-    /// [`REFRESH_EVERY`] steps.
-    Lbfgs { pool: usize, refresh: f64 },
+    /// [`REFRESH_EVERY`] steps, its batch given the share `weight` of each step's loss.
+    Lbfgs { pool: usize, refresh: f64, weight: f64 },
+    /// [`Method::Lbfgs`], and such a pool for each hidden Sigmoid layer's outputs, training the
+    /// layers above it ([`crate::layers`]).
+    Layers { pool: usize, refresh: f64, weight: f64 },
 }
 
 /// Steps between two refreshes of the pool.
 pub const REFRESH_EVERY: usize = 100;
 
 impl Method {
-    /// `none`, `fgsm` (of `epsilon`) or `lbfgs` (a pool of `pool`, `refresh` replaced), checked.
-    pub fn parse(name: &str, epsilon: f64, pool: usize, refresh: f64) -> Result<Method> {
+    /// `none`, `fgsm` (of `epsilon`) or `lbfgs` (a pool of `pool`, `refresh` replaced, its
+    /// batch weighing `weight` in the loss), checked.
+    pub fn parse(name: &str, epsilon: f64, pool: usize, refresh: f64, weight: f64) -> Result<Method> {
         match name {
             "none" => Ok(Method::None),
             "fgsm" if epsilon.is_finite() && epsilon > 0.0 && epsilon <= 1.0 => Ok(Method::Fgsm { epsilon }),
             "fgsm" => Err(Error::Input(format!("FGSM's epsilon is a step in pixel units, above 0 and at most 1, not {epsilon}"))),
-            "lbfgs" if pool > 0 && (0.0..=1.0).contains(&refresh) => Ok(Method::Lbfgs { pool, refresh }),
-            "lbfgs" => Err(Error::Input(format!(
+            "lbfgs" | "layers" if !(weight > 0.0 && weight < 1.0) => {
+                Err(Error::Input(format!("the pool's share of the loss is a fraction above 0 and below 1, not {weight}")))
+            }
+            "lbfgs" if pool > 0 && (0.0..=1.0).contains(&refresh) => Ok(Method::Lbfgs { pool, refresh, weight }),
+            "layers" if pool > 0 && (0.0..=1.0).contains(&refresh) => Ok(Method::Layers { pool, refresh, weight }),
+            "lbfgs" | "layers" => Err(Error::Input(format!(
                 "the pool takes at least 1 example and the refresh a fraction from 0 to 1, not {pool} and {refresh}"
             ))),
-            "layers" => Err(Error::Input(
-                "adversarial training layers (the paper's pools of examples for each layer's outputs) is not built yet: \
-                 use none, fgsm or lbfgs"
-                    .into(),
-            )),
             other => Err(Error::Input(format!("adversarial training \"{other}\" is not one of none, fgsm, lbfgs, layers"))),
         }
     }
 
     /// The pool this method fills (an unused empty one for the others), seeded by `seed`.
     pub fn pool(&self, seed: u64) -> Pool {
-        Pool::new(if let Method::Lbfgs { pool, .. } = self { *pool } else { 1 }, seed)
+        match *self {
+            Method::Lbfgs { pool, weight, .. } | Method::Layers { pool, weight, .. } => Pool { weight, ..Pool::new(pool, seed) },
+            _ => Pool::new(1, seed),
+        }
     }
 
-    /// What each step of an epoch trains on; `bytes` is the model's original file and `pool`
-    /// [`pool`](Self::pool)'s answer, both kept from epoch to epoch.
-    pub fn adversarial<'a>(&self, pool: &'a mut Pool, bytes: &'a [u8]) -> Adversarial<'a> {
+    /// The per-layer pools of [`Method::Layers`] for the model `bytes` trained by `trainer` (none
+    /// for the other methods): one for each hidden Sigmoid layer; a model without one is refused.
+    pub fn layer_pools(&self, bytes: &[u8], trainer: &Trainer, seed: u64) -> Result<Vec<crate::layers::LayerPool>> {
+        let Method::Layers { pool, weight, .. } = *self else { return Ok(vec![]) };
+        let tensors = crate::layers::sigmoid_layers(bytes)?;
+        if tensors.is_empty() {
+            return Err(Error::Input(
+                "per-layer pools attack hidden layers whose outputs lie in (0,1), Sigmoid layers as in the paper's nets; \
+                 this model has none: use lbfgs (the pool at the input)"
+                    .into(),
+            ));
+        }
+        let names: Vec<String> = trainer.trainable().weights().iter().map(|w| w.name.clone()).collect();
+        tensors
+            .iter()
+            .map(|t| {
+                let mut layer = crate::layers::LayerPool::new(bytes, t, &names, trainer.settings.batch, pool, seed)?;
+                layer.pool.weight = weight;
+                Ok(layer)
+            })
+            .collect()
+    }
+
+    /// What each step of an epoch trains on; `bytes` is the model's original file, `pool` and
+    /// `layers` [`pool`](Self::pool)'s and [`layer_pools`](Self::layer_pools)'s answers, all
+    /// kept from epoch to epoch.
+    pub fn adversarial<'a>(
+        &self,
+        pool: &'a mut Pool,
+        layers: &'a mut [crate::layers::LayerPool],
+        bytes: &'a [u8],
+    ) -> Adversarial<'a> {
+        let count = |size: usize, refresh: f64| ((refresh * size as f64).ceil() as usize).max(1);
+        let options = crate::attack::lbfgs::Options::default();
         match *self {
             Method::None => Adversarial::None,
             Method::Fgsm { epsilon } => Adversarial::Fgsm(epsilon),
-            Method::Lbfgs { pool: size, refresh } => Adversarial::Pool {
-                pool,
-                bytes,
-                every: REFRESH_EVERY,
-                count: ((refresh * size as f64).ceil() as usize).max(1),
-                options: crate::attack::lbfgs::Options::default(),
-            },
+            Method::Lbfgs { pool: size, refresh, .. } => {
+                Adversarial::Pool { pool, bytes, every: REFRESH_EVERY, count: count(size, refresh), options }
+            }
+            Method::Layers { pool: size, refresh, .. } => {
+                Adversarial::Layers { pool, layers, bytes, every: REFRESH_EVERY, count: count(size, refresh), options }
+            }
         }
     }
 }
@@ -277,16 +334,52 @@ impl Trainer {
         Ok((evaluation.objective as f64 / batch as f64, evaluation.gradient, gradients))
     }
 
-    /// The paper's adversarial training (section 4.2): the step on the mean of the losses at the
-    /// images and at `batch` examples drawn from `pool` (adversarial examples with their true
-    /// labels). Returns the mean clean loss.
+    /// The paper's adversarial training (section 4.2): the step on the losses at the images and
+    /// at `batch` examples drawn from `pool` (adversarial examples with their true labels), the
+    /// pool's given its share [`Pool::weight`] (a half by default). Returns the mean clean loss.
     pub fn step_pooled(&mut self, images: &[f32], labels: &[usize], pool: &mut Pool) -> Result<f64> {
         let (loss, _, clean) = self.gradients(images, labels)?;
         let (xs, ys) = pool.draw(self.settings.batch);
         let (_, _, adversarial) = self.gradients(&xs, &ys)?;
-        let mean: Vec<Vec<f32>> =
-            clean.iter().zip(&adversarial).map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()).collect();
-        self.apply(&mean);
+        let w = pool.weight as f32;
+        let mixed: Vec<Vec<f32>> =
+            clean.iter().zip(&adversarial).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (1.0 - w) * x + w * y).collect()).collect();
+        self.apply(&mixed);
+        Ok(loss)
+    }
+
+    /// The paper's per-layer adversarial training: the step on the losses at the images and at a
+    /// batch from each pool (the input's, and each layer's for the layers above it), the pools
+    /// sharing [`Pool::weight`] of the loss equally. An empty pool is left out. Returns the mean
+    /// clean loss.
+    pub fn step_layered(
+        &mut self,
+        images: &[f32],
+        labels: &[usize],
+        pool: &mut Pool,
+        layers: &mut [crate::layers::LayerPool],
+    ) -> Result<f64> {
+        let (loss, _, clean) = self.gradients(images, labels)?;
+        let mut pooled = vec![];
+        if !pool.is_empty() {
+            let (xs, ys) = pool.draw(self.settings.batch);
+            pooled.push(self.gradients(&xs, &ys)?.2);
+        }
+        for layer in layers.iter_mut().filter(|l| !l.pool.is_empty()) {
+            pooled.push(layer.gradients(&self.weights, self.settings.batch)?);
+        }
+        if pooled.is_empty() {
+            self.apply(&clean);
+            return Ok(loss);
+        }
+        let (w, share) = (pool.weight as f32, pool.weight as f32 / pooled.len() as f32);
+        let mut mixed: Vec<Vec<f32>> = clean.iter().map(|g| g.iter().map(|x| (1.0 - w) * x).collect()).collect();
+        for grads in &pooled {
+            for (m, g) in mixed.iter_mut().zip(grads) {
+                m.iter_mut().zip(g).for_each(|(m, g)| *m += share * g);
+            }
+        }
+        self.apply(&mixed);
         Ok(loss)
     }
 
@@ -415,6 +508,18 @@ impl Trainer {
                     self.step_pooled(&xs, &ys, pool)?
                 }
             }
+            Adversarial::Layers { pool, layers, bytes, every, count, options } => {
+                if pool.is_empty() || pass.steps % *every == 0 && pass.steps > 0 {
+                    let model = self.classifier(bytes)?;
+                    let want = (pool.size - pool.len()) + if pool.is_empty() { 0 } else { *count };
+                    pass.entered = pool.refresh(&model, images, labels, want, options)?;
+                    for layer in layers.iter_mut() {
+                        let want = (layer.pool.size - layer.pool.len()) + if layer.pool.is_empty() { 0 } else { *count };
+                        layer.refresh(&model, &self.weights, images, labels, want, options)?;
+                    }
+                }
+                self.step_layered(&xs, &ys, pool, layers)?
+            }
         };
         pass.total += loss;
         pass.steps += 1;
@@ -445,27 +550,35 @@ impl Trainer {
     /// The original .onnx file `bytes` with the trained weights in place of its initializers:
     /// the same graph, which onnxruntime and blindspot load alike.
     pub fn write_onnx(&self, bytes: &[u8]) -> Result<Vec<u8>> {
-        let mut proto = crate::model::decode(bytes)?;
-        let graph = proto.graph.as_mut().ok_or_else(|| Error::NotOnnx("the file holds no graph".into()))?;
-        for (w, values) in self.trainable.weights().iter().zip(&self.weights) {
-            // an initializer, or the value of the Constant node that held it
-            let t = if let Some(i) = graph.initializer.iter().position(|t| t.name == w.name) {
-                &mut graph.initializer[i]
-            } else {
-                graph
-                    .node
-                    .iter_mut()
-                    .filter(|n| n.op_type == "Constant" && n.output.first() == Some(&w.name))
-                    .flat_map(|n| n.attribute.iter_mut())
-                    .find(|a| a.name == "value")
-                    .and_then(|a| a.t.as_mut())
-                    .ok_or_else(|| Error::Model(format!("the file has no initializer \"{}\" to write the weight into", w.name)))?
-            };
-            t.float_data.clear();
-            t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        }
-        Ok(proto.encode_to_vec())
+        let named: Vec<(&str, &[f32])> =
+            self.trainable.weights().iter().zip(&self.weights).map(|(w, v)| (w.name.as_str(), v.as_slice())).collect();
+        write_weights(bytes, &named)
     }
+}
+
+/// The ONNX file `bytes` with `weights` (by name) in place of its initializers, or of the values
+/// of the Constant nodes that held them.
+pub fn write_weights(bytes: &[u8], weights: &[(&str, &[f32])]) -> Result<Vec<u8>> {
+    let mut proto = crate::model::decode(bytes)?;
+    let graph = proto.graph.as_mut().ok_or_else(|| Error::NotOnnx("the file holds no graph".into()))?;
+    for &(name, values) in weights {
+        // an initializer, or the value of the Constant node that held it
+        let t = if let Some(i) = graph.initializer.iter().position(|t| t.name == name) {
+            &mut graph.initializer[i]
+        } else {
+            graph
+                .node
+                .iter_mut()
+                .filter(|n| n.op_type == "Constant" && n.output.first().is_some_and(|o| o == name))
+                .flat_map(|n| n.attribute.iter_mut())
+                .find(|a| a.name == "value")
+                .and_then(|a| a.t.as_mut())
+                .ok_or_else(|| Error::Model(format!("the file has no initializer \"{name}\" to write the weight into")))?
+        };
+        t.float_data.clear();
+        t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    }
+    Ok(proto.encode_to_vec())
 }
 
 /// The fraction of the first `count` digits of `pack` that `model` misclassifies.
@@ -485,6 +598,8 @@ pub struct Pool {
     size: usize,
     rng: Rng,
     recent: Vec<Entered>,
+    /// The pool batch's share of a step's loss (the digits have the rest).
+    pub weight: f64,
 }
 
 /// An example that entered the pool at its last refresh: the digit's true label, and the class
@@ -502,7 +617,7 @@ const RECENT: usize = 8;
 impl Pool {
     /// An empty pool that holds up to `size` examples, its draws and targets from `seed`.
     pub fn new(size: usize, seed: u64) -> Pool {
-        Pool { images: vec![], labels: vec![], size: size.max(1), rng: Rng(seed ^ 0x5EED_0F_A11), recent: vec![] }
+        Pool { images: vec![], labels: vec![], size: size.max(1), rng: Rng(seed ^ 0x5EED_0F_A11), recent: vec![], weight: 0.5 }
     }
 
     /// How many examples the pool holds.
@@ -538,34 +653,42 @@ impl Pool {
     ) -> Result<usize> {
         let len = model.image_len();
         let classes = model.classes();
-        let mut entered = 0;
-        self.recent.clear();
+        let mut made = vec![];
         for _ in 0..count {
             let i = self.rng.below(labels.len());
             let x = &images[i * len..(i + 1) * len];
             let target = (labels[i] + 1 + self.rng.below(classes - 1)) % classes;
             let outcome = crate::attack::lbfgs::attack(model, x, crate::attack::Goal::Target(target), options, |_| true)?;
-            if !outcome.success {
-                continue;
+            if outcome.success {
+                made.push((outcome.adversarial, labels[i], target));
             }
+        }
+        Ok(self.take(made))
+    }
+
+    /// Puts new examples (each with its true label and the class it was pushed to) in the pool:
+    /// they fill it up to its size, then replace random examples. Returns how many entered.
+    pub(crate) fn take(&mut self, made: Vec<(Vec<f32>, usize, usize)>) -> usize {
+        self.recent.clear();
+        let entered = made.len();
+        for (image, label, target) in made {
             if self.recent.len() < RECENT {
-                self.recent.push(Entered { image: outcome.adversarial.clone(), label: labels[i], target });
+                self.recent.push(Entered { image: image.clone(), label, target });
             }
             if self.images.len() < self.size {
-                self.images.push(outcome.adversarial);
-                self.labels.push(labels[i]);
+                self.images.push(image);
+                self.labels.push(label);
             } else {
                 let slot = self.rng.below(self.size);
-                self.images[slot] = outcome.adversarial;
-                self.labels[slot] = labels[i];
+                self.images[slot] = image;
+                self.labels[slot] = label;
             }
-            entered += 1;
         }
-        Ok(entered)
+        entered
     }
 
     /// `batch` examples drawn at random (with replacement), end to end, and their labels.
-    fn draw(&mut self, batch: usize) -> (Vec<f32>, Vec<usize>) {
+    pub(crate) fn draw(&mut self, batch: usize) -> (Vec<f32>, Vec<usize>) {
         let picks: Vec<usize> = (0..batch).map(|_| self.rng.below(self.images.len())).collect();
         (picks.iter().flat_map(|&k| self.images[k].iter().copied()).collect(), picks.iter().map(|&k| self.labels[k]).collect())
     }

@@ -324,8 +324,8 @@ fn train_prints_an_epoch_a_line_and_writes_a_model_that_loads() {
     let row = table.lines().nth(2).unwrap();
     assert!(row.starts_with(&format!("| {out} | - | - | 0.")) && row.contains("| 4/4 |"), "{row}");
     for (args, message) in [
-        (vec!["train", "models/cnn.onnx", "--out", out, "--adversarial", "layers"], "--adversarial layers (the paper's pools"),
-        (vec!["train", "models/cnn.onnx", "--out", out, "--pool", "10"], "--pool and --refresh go with --adversarial lbfgs"),
+        (vec!["train", "models/cnn.onnx", "--out", out, "--adversarial", "layers"], "per-layer pools attack hidden layers whose outputs lie in (0,1), Sigmoid layers as in the paper's nets; this model has none"),
+        (vec!["train", "models/cnn.onnx", "--out", out, "--pool", "10"], "--pool, --refresh and --pool-weight go with --adversarial lbfgs or layers"),
         (vec!["train", "models/cnn.onnx"], "train needs --out TRAINED.onnx"),
         (vec!["train", "models/cnn.onnx", "--out", out, "--optimizer", "rmsprop"], "unknown optimizer \"rmsprop\": use sgd or adam"),
         (vec!["train", "models/cnn.onnx", "--out", out, "--lr", "-1"], "the learning rate must be a positive number"),

@@ -456,7 +456,8 @@ fn a_training_request_with_bad_settings_says_what_to_change() {
     let (pack, test) = (training_pack(), test_pack());
     let base = json!({ "key": "k", "bytes": bytes("fc100-100-10"), "pack": pack, "testPack": test, "n": 64 });
     let cases = [
-        (json!({ "adversarial": "layers" }), "adversarial training layers (the paper's pools"),
+        (json!({ "adversarial": "layers", "bytes": bytes("cnn") }), "per-layer pools attack hidden layers whose outputs lie in (0,1)"),
+        (json!({ "adversarial": "lbfgs", "poolWeight": 1.0 }), "the pool's share of the loss is a fraction above 0 and below 1, not 1"),
         (json!({ "adversarial": "mixup" }), "\"mixup\" is not one of none, fgsm, lbfgs, layers"),
         (json!({ "lr": -1.0 }), "the learning rate must be a positive number, not -1"),
         (json!({ "optimizer": "rmsprop" }), "unknown optimizer \"rmsprop\": use sgd or adam"),

@@ -191,3 +191,61 @@ fn a_constant_nodes_weight_is_trained_and_a_graph_without_weights_is_refused() {
     let e = Trainer::new(&fixture("no-weights.onnx"), Settings::default()).err().expect("a graph without weights trained");
     assert!(e.to_string().contains("the model has no float weights to train"), "{e}");
 }
+
+/// The paper's per-layer pools (section 4.2, its method (c)): the layers above a hidden layer
+/// cut out as a model of their own answer as the whole model does; the L-BFGS examples of that
+/// layer's outputs fool those layers and lie in (0,1); an epoch with the pools trains the layers
+/// above to label more of them correctly.
+#[test]
+fn per_layer_pools_attack_each_hidden_layer_and_train_the_layers_above() {
+    use blindspot::layers::{sigmoid_layers, upper};
+    use blindspot::train::Method;
+    let bytes = bytes("fc100-100-10");
+    let model = Classifier::load(&bytes, None).unwrap();
+    assert_eq!(sigmoid_layers(&bytes).unwrap(), ["hidden1", "hidden2"]);
+    let (x, y) = digits(0, 1000);
+    for tensor in ["hidden1", "hidden2"] {
+        let above = Classifier::load(&upper(&bytes, tensor, &[100]).unwrap(), None).unwrap();
+        assert_eq!(above.input_shape(), [1, 100]);
+        let probe = blindspot::units::Probe::new(&model, tensor).unwrap();
+        for i in 0..5 {
+            let image = &x[i * 784..(i + 1) * 784];
+            let (whole, cut) = (model.classify(image).unwrap(), above.classify(&probe.run(image).unwrap()).unwrap());
+            let worst = whole.logits.iter().zip(&cut.logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{tensor}, digit {i}: logits differ by {worst}");
+        }
+    }
+    assert!(upper(&bytes, "nowhere", &[100]).unwrap_err().to_string().contains("no node output \"nowhere\""));
+
+    let settings = Settings { learning_rate: 0.02, batch: 25, seed: 5, ..Settings::default() };
+    let mut trainer = Trainer::new(&bytes, settings).unwrap();
+    let method = Method::parse("layers", 0.1, 30, 0.2, 0.5).unwrap();
+    let mut pool = method.pool(5);
+    let mut layers = method.layer_pools(&bytes, &trainer, 5).unwrap();
+    assert_eq!(layers.iter().map(|l| l.tensor.as_str()).collect::<Vec<_>>(), ["hidden1", "hidden2"]);
+    // before training: each layer's examples fool the layers above it, as the attack meant
+    let options = blindspot::attack::lbfgs::Options::default();
+    let before: Vec<Classifier> =
+        ["hidden1", "hidden2"].iter().map(|t| Classifier::load(&upper(&bytes, t, &[100]).unwrap(), None).unwrap()).collect();
+    for (layer, above) in layers.iter_mut().zip(&before) {
+        let made = layer.refresh(&model, trainer.weights(), &x, &y, 30, &options).unwrap();
+        assert!(made >= 20, "{}: only {made} of 30 attacks succeeded", layer.tensor);
+        let (images, labels) = layer.pool.examples();
+        for (h, &label) in images.iter().zip(labels) {
+            assert_eq!(h.len(), 100);
+            assert!(h.iter().all(|v| (0.0..=1.0).contains(v)));
+            assert_ne!(above.classify(h).unwrap().label, label, "{}: an example the layers above get right", layer.tensor);
+        }
+    }
+    let epoch = trainer.epoch_with(&x, &y, method.adversarial(&mut pool, &mut layers, &bytes), |_, _| true).unwrap();
+    assert_eq!(epoch.steps, 40);
+    assert!(epoch.loss.is_finite());
+    let written = trainer.write_onnx(&bytes).unwrap();
+    for (layer, above) in layers.iter().zip(&before) {
+        let trained = Classifier::load(&upper(&written, &layer.tensor, &[100]).unwrap(), None).unwrap();
+        let (images, labels) = layer.pool.examples();
+        let right = |m: &Classifier| images.iter().zip(labels).filter(|(h, &l)| m.classify(h).unwrap().label == l).count();
+        println!("{}: {} examples, the layers above got {} right, trained {}", layer.tensor, images.len(), right(above), right(&trained));
+        assert!(right(&trained) > right(above), "{}", layer.tensor);
+    }
+}

@@ -73,6 +73,7 @@ function settings() {
     return v;
   };
   const adversarial = $('train-adversarial').value;
+  const pooled = adversarial === 'lbfgs' || adversarial === 'layers';
   return {
     start: $('train-start').value,
     epochs: number('train-epochs', 'Epochs', { min: 1, max: 100, integer: true }),
@@ -83,8 +84,8 @@ function settings() {
     batch: number('train-batch', 'The batch', { min: 1, max: 256, integer: true }),
     weightDecay: number('train-decay', 'The weight decay', { min: 0, max: 1 }),
     adversarial,
-    pool: adversarial === 'lbfgs' ? number('train-pool', 'The pool size', { min: 1, max: 10000, integer: true }) : 1000,
-    refresh: adversarial === 'lbfgs' ? number('train-refresh', 'The part replaced', { min: 0, max: 1 }) : 0.1,
+    pool: pooled ? number('train-pool', 'The pool size', { min: 1, max: 10000, integer: true }) : 1000,
+    refresh: pooled ? number('train-refresh', 'The part replaced', { min: 0, max: 1 }) : 0.1,
     epsilon: adversarial === 'fgsm' ? number('train-epsilon', 'FGSM epsilon', { min: 0.001, max: 1 }) : 0.1,
   };
 }
@@ -106,6 +107,7 @@ async function startModel(start) {
 
 function describe(s) {
   if (s.adversarial === 'lbfgs') return `L-BFGS pool of ${s.pool}`;
+  if (s.adversarial === 'layers') return `L-BFGS pools of ${s.pool} at every layer`;
   if (s.adversarial === 'fgsm') return `FGSM ε ${s.epsilon}`;
   return 'no adversarial examples';
 }
@@ -160,7 +162,7 @@ function onProgress(event, s) {
     state.losses.push({ x: done, y: event.loss });
     $('train-progress').max = s.epochs * event.steps;
     $('train-progress').value = done;
-    const pool = s.adversarial === 'lbfgs' ? ` · pool ${event.pool}` : '';
+    const pool = s.adversarial === 'lbfgs' || s.adversarial === 'layers' ? ` · pool ${event.pool}` : '';
     status(`epoch ${event.epoch} of ${s.epochs} · step ${event.step} of ${event.steps} · loss ${event.loss.toFixed(3)}${pool}`, 'running');
   } else if ('examples' in event) {
     showPool(event);
@@ -322,7 +324,7 @@ function download() {
 /** Shows only the fields of the adversarial method chosen. */
 function showMethodFields() {
   const method = $('train-adversarial').value;
-  for (const e of root.querySelectorAll('[data-for]')) e.hidden = e.dataset.for !== method;
+  for (const e of root.querySelectorAll('[data-for]')) e.hidden = !e.dataset.for.split(' ').includes(method);
 }
 
 async function keepOffline() {

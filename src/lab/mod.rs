@@ -300,9 +300,10 @@ impl Lab {
                 epsilon,
                 pool,
                 refresh,
+                pool_weight,
                 seed,
             } => {
-                let method = crate::train::Method::parse(&adversarial, epsilon, pool, refresh)?;
+                let method = crate::train::Method::parse(&adversarial, epsilon, pool, refresh, pool_weight)?;
                 let settings = crate::train::Settings {
                     learning_rate: lr,
                     optimizer: crate::train::Optimizer::parse(&optimizer)?,
@@ -562,16 +563,16 @@ impl Lab {
         let images = train.inputs(0..n);
         let labels: Vec<usize> = train.labels[..n].iter().map(|&y| y as usize).collect();
         let mut pool = run.method.pool(seed);
+        let mut layers = run.method.layer_pools(run.bytes, &trainer, seed)?;
         let (mut rows, mut steps) = (vec![], 0);
         let mut paused = Instant::now();
         for epoch in 1..=run.epochs {
             let mut reporter = Reporter::default();
             let mut pass = trainer.begin_epoch(&images, &labels)?;
             let total = pass.total_steps();
-            let mut adversarial = run.method.adversarial(&mut pool, run.bytes);
+            let mut adversarial = run.method.adversarial(&mut pool, &mut layers, run.bytes);
             while let Some(loss) = trainer.advance(&mut pass, &images, &labels, &mut adversarial)? {
-                if pass.entered > 0 {
-                    let crate::train::Adversarial::Pool { pool, .. } = &adversarial else { unreachable!("only a pool takes examples") };
+                if let (true, Some(pool)) = (pass.entered > 0, adversarial.pool()) {
                     let examples = pool
                         .recent()
                         .iter()
@@ -579,10 +580,7 @@ impl Lab {
                         .collect();
                     host.progress(Progress::Pool { entered: pass.entered, pool: pool.len(), examples });
                 }
-                let size = match &adversarial {
-                    crate::train::Adversarial::Pool { pool, .. } => pool.len(),
-                    _ => 0,
-                };
+                let size = adversarial.pool().map_or(0, |p| p.len());
                 reporter.report(host, || Progress::Step { epoch, step: pass.steps, steps: total, loss, pool: size });
                 if paused.elapsed() >= PAUSE_EVERY {
                     host.pause().await;

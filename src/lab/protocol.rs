@@ -201,6 +201,9 @@ pub enum Request {
         pool: usize,
         #[serde(default = "defaults::refresh")]
         refresh: f64,
+        /// The pool batch's share of each step's loss.
+        #[serde(default = "defaults::pool_weight")]
+        pool_weight: f64,
         #[serde(default = "defaults::paper_seed")]
         seed: u64,
     },
@@ -267,6 +270,9 @@ mod defaults {
     }
     pub fn refresh() -> f64 {
         0.1
+    }
+    pub fn pool_weight() -> f64 {
+        0.5
     }
 }
 
