@@ -86,6 +86,7 @@ function settings() {
     adversarial,
     pool: pooled ? number('train-pool', 'The pool size', { min: 1, max: 10000, integer: true }) : 1000,
     refresh: pooled ? number('train-refresh', 'The part replaced', { min: 0, max: 1 }) : 0.1,
+    poolWeight: pooled ? number('train-weight', 'The pools\' share of the loss', { min: 0.05, max: 0.95 }) : 0.5,
     epsilon: adversarial === 'fgsm' ? number('train-epsilon', 'FGSM epsilon', { min: 0.001, max: 1 }) : 0.1,
   };
 }
@@ -232,7 +233,7 @@ async function run(event) {
     const payload = {
       key, bytes: start.bytes, fromScratch: start.fromScratch, pack: pack.slice(0), testPack: test.slice(0), n: s.n,
       epochs: s.epochs, batch: s.batch, lr: s.lr, optimizer: s.optimizer, weightDecay: s.weightDecay, schedule: s.schedule,
-      adversarial: s.adversarial, epsilon: s.epsilon, pool: s.pool, refresh: s.refresh, seed: SEED,
+      adversarial: s.adversarial, epsilon: s.epsilon, pool: s.pool, refresh: s.refresh, poolWeight: s.poolWeight, seed: SEED,
     };
     const result = await state.lab.call('train', payload, {
       spread: true, transfer: [payload.bytes, payload.pack, payload.testPack], onProgress: (e) => onProgress(e, s),
