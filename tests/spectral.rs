@@ -349,7 +349,7 @@ fn every_shipped_model_gets_a_full_table_and_its_product() {
         _ => 3,
     };
     let models = support_models::shipped();
-    assert_eq!(models.len(), 10);
+    assert_eq!(models.len(), 11);
     for (id, model) in &models {
         let table = spectral::lipschitz(model).unwrap();
         check_rows(id, model.graph(), &table, layers(id), &[]);
