@@ -117,7 +117,7 @@ impl LayerPool {
                 })
             })
             .collect::<Result<Vec<usize>>>()?;
-        let gradient = trainable.gradient(&Objective::CrossEntropy)?;
+        let gradient = trainable.weight_gradient(&Objective::CrossEntropy)?;
         let len = shape.iter().product();
         let names = trainable.weights().iter().map(|w| w.name.clone()).collect();
         Ok(LayerPool { tensor: tensor.to_string(), upper, gradient, map, names, pool: Pool::new(size, seed ^ fnv(tensor)), len })

@@ -103,6 +103,12 @@ impl Trainable {
     pub fn gradient(&self, objective: &crate::grad::Objective) -> Result<crate::grad::GradientModel> {
         guarded("building its gradient", || crate::grad::GradientModel::build(&self.graph, objective))
     }
+
+    /// [`gradient`](Self::gradient) with respect to the weights alone (training steps that need
+    /// no input gradient: its output holds zeros).
+    pub fn weight_gradient(&self, objective: &crate::grad::Objective) -> Result<crate::grad::GradientModel> {
+        guarded("building its gradient", || crate::grad::GradientModel::build_for_weights(&self.graph, objective))
+    }
 }
 
 /// What a classifier says about one input.

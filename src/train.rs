@@ -79,7 +79,10 @@ impl Schedule {
 /// state.
 pub struct Trainer {
     trainable: Trainable,
+    /// d loss / d weights (no input gradient: the steps that need none).
     gradient: GradientModel,
+    /// With the input gradient too, built on FGSM's first step.
+    full: Option<GradientModel>,
     weights: Vec<Vec<f32>>,
     /// Per weight: momentum (SGD) or the first moment (Adam), and Adam's second moment.
     first: Vec<Vec<f64>>,
@@ -258,11 +261,11 @@ impl Trainer {
             return Err(Error::Input(format!("a batch holds 1 to 4096 images, not {}", settings.batch)));
         }
         let trainable = Trainable::load_batch(bytes, settings.batch)?;
-        let gradient = trainable.gradient(&Objective::CrossEntropy)?;
+        let gradient = trainable.weight_gradient(&Objective::CrossEntropy)?;
         let weights: Vec<Vec<f32>> = trainable.weights().iter().map(|w| w.values.clone()).collect();
         let zeros: Vec<Vec<f64>> = weights.iter().map(|w| vec![0.0; w.len()]).collect();
         let rng = Rng(settings.seed);
-        Ok(Trainer { trainable, gradient, weights, first: zeros.clone(), second: zeros, settings, steps: 0, rng })
+        Ok(Trainer { trainable, gradient, full: None, weights, first: zeros.clone(), second: zeros, settings, steps: 0, rng })
     }
 
     /// Values per image.
@@ -283,7 +286,7 @@ impl Trainer {
     /// One step on `batch` images (laid end to end) with their `labels`: the mean cross-entropy
     /// before the step. A non-finite loss or gradient leaves the weights as they were.
     pub fn step(&mut self, images: &[f32], labels: &[usize]) -> Result<f64> {
-        let (loss, _, gradients) = self.gradients(images, labels)?;
+        let (loss, _, gradients) = self.gradients(images, labels, false)?;
         self.apply(&gradients);
         Ok(loss)
     }
@@ -292,19 +295,23 @@ impl Trainer {
     /// losses at the images and at their fast-gradient-sign examples of size `epsilon` (made with
     /// the weights before the step, clipped to [0,1]). Returns the mean clean loss.
     pub fn step_fgsm(&mut self, images: &[f32], labels: &[usize], epsilon: f64) -> Result<f64> {
-        let (loss, dx, clean) = self.gradients(images, labels)?;
+        if self.full.is_none() {
+            self.full = Some(self.trainable.gradient(&Objective::CrossEntropy)?);
+        }
+        let (loss, dx, clean) = self.gradients(images, labels, true)?;
         let adversarial: Vec<f32> =
             images.iter().zip(&dx).map(|(&x, &g)| (x as f64 + epsilon * g.signum() as f64).clamp(0.0, 1.0) as f32).collect();
-        let (_, _, fooled) = self.gradients(&adversarial, labels)?;
+        let (_, _, fooled) = self.gradients(&adversarial, labels, false)?;
         let mean: Vec<Vec<f32>> =
             clean.iter().zip(&fooled).map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()).collect();
         self.apply(&mean);
         Ok(loss)
     }
 
-    /// The mean loss over the batch, d loss / d images, and d loss / d each weight (summed over
-    /// the batch) at the weights now.
-    fn gradients(&self, images: &[f32], labels: &[usize]) -> Result<(f64, Vec<f32>, Vec<Vec<f32>>)> {
+    /// The mean loss over the batch, d loss / d images (zeros unless `input`, which needs the
+    /// graph [`step_fgsm`](Self::step_fgsm) builds), and d loss / d each weight (summed over the
+    /// batch) at the weights now.
+    fn gradients(&self, images: &[f32], labels: &[usize], input: bool) -> Result<(f64, Vec<f32>, Vec<Vec<f32>>)> {
         let (batch, len) = (self.settings.batch, self.image_len());
         if labels.len() != batch || images.len() != batch * len {
             return Err(Error::Input(format!(
@@ -322,7 +329,8 @@ impl Trainer {
             targets[i * classes + label] = 1.0;
         }
         let weights: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
-        let (evaluation, gradients) = self.gradient.evaluate_weights(images, &weights, &targets).map_err(|e| match e {
+        let graph = if input { self.full.as_ref().unwrap_or(&self.gradient) } else { &self.gradient };
+        let (evaluation, gradients) = graph.evaluate_weights(images, &weights, &targets).map_err(|e| match e {
             Error::Run(why) if why.contains("computed") => Error::Run(format!(
                 "step {}: {why}; the learning rate {} is too high for this model: lower it (the weights are those \
                  before this step)",
@@ -338,9 +346,9 @@ impl Trainer {
     /// at `batch` examples drawn from `pool` (adversarial examples with their true labels), the
     /// pool's given its share [`Pool::weight`] (a half by default). Returns the mean clean loss.
     pub fn step_pooled(&mut self, images: &[f32], labels: &[usize], pool: &mut Pool) -> Result<f64> {
-        let (loss, _, clean) = self.gradients(images, labels)?;
+        let (loss, _, clean) = self.gradients(images, labels, false)?;
         let (xs, ys) = pool.draw(self.settings.batch);
-        let (_, _, adversarial) = self.gradients(&xs, &ys)?;
+        let (_, _, adversarial) = self.gradients(&xs, &ys, false)?;
         let w = pool.weight as f32;
         let mixed: Vec<Vec<f32>> =
             clean.iter().zip(&adversarial).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (1.0 - w) * x + w * y).collect()).collect();
@@ -359,11 +367,11 @@ impl Trainer {
         pool: &mut Pool,
         layers: &mut [crate::layers::LayerPool],
     ) -> Result<f64> {
-        let (loss, _, clean) = self.gradients(images, labels)?;
+        let (loss, _, clean) = self.gradients(images, labels, false)?;
         let mut pooled = vec![];
         if !pool.is_empty() {
             let (xs, ys) = pool.draw(self.settings.batch);
-            pooled.push(self.gradients(&xs, &ys)?.2);
+            pooled.push(self.gradients(&xs, &ys, false)?.2);
         }
         for layer in layers.iter_mut().filter(|l| !l.pool.is_empty()) {
             pooled.push(layer.gradients(&self.weights, self.settings.batch)?);

@@ -189,3 +189,28 @@ fn a_batch_norms_scale_and_bias_stay_fixed_and_say_so() {
     let numeric = numeric(&f64, &x64, &mut weights, k, i, &p, 1e-5);
     assert!((dw[k][i] as f64 - numeric).abs() <= 1e-4 * numeric.abs().max(1.0), "reverse {} numeric {numeric}", dw[k][i]);
 }
+
+/// The training graph without the input gradient (Trainable::weight_gradient) gives the same
+/// objective and weight gradients as the full one, its input gradient zeros.
+#[test]
+fn the_weights_only_graph_gives_the_full_graphs_weight_gradients() {
+    let digits = pack();
+    for id in ["fc100-100-10", "cnn", "ae400-10"] {
+        let t = Trainable::load_batch(&bytes(id), 4).unwrap();
+        let (full, lean) = (t.gradient(&Objective::CrossEntropy).unwrap(), t.weight_gradient(&Objective::CrossEntropy).unwrap());
+        let x: Vec<f32> = (10..14).flat_map(|i| digits.input(i)).collect();
+        let mut p = vec![0.0f32; 40];
+        for (i, class) in [3, 1, 4, 1].iter().enumerate() {
+            p[i * 10 + class] = 1.0;
+        }
+        let (a, da) = full.evaluate_weights(&x, &file_weights(&t), &p).unwrap();
+        let (b, db) = lean.evaluate_weights(&x, &file_weights(&t), &p).unwrap();
+        assert!((a.objective - b.objective).abs() <= 1e-5 * a.objective.abs(), "{id}");
+        assert!(a.gradient.iter().any(|v| *v != 0.0) && b.gradient.iter().all(|v| *v == 0.0), "{id}: the input gradient is left out");
+        for (k, (ga, gb)) in da.iter().zip(&db).enumerate() {
+            let scale = ga.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = ga.iter().zip(gb).fold(0.0f32, |m, (u, v)| m.max((u - v).abs()));
+            assert!(worst <= 1e-5 * scale.max(1e-6), "{id} weight {k}: differs by {worst} (largest {scale})");
+        }
+    }
+}

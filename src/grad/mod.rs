@@ -44,7 +44,17 @@ impl GradientModel {
     /// any others its weights, and whose first output holds the logits) for `objective`. Refuses,
     /// naming op and node, any op without a rule.
     pub fn build(forward: &TypedModel, objective: &Objective) -> Result<GradientModel> {
-        let graph = build_graph(forward, objective)?;
+        GradientModel::build_with(forward, objective, true)
+    }
+
+    /// [`build`](Self::build) for training: d objective / d each weight only. The input gradient
+    /// (a third of a dense layer's backward work) is left out: its output holds zeros.
+    pub fn build_for_weights(forward: &TypedModel, objective: &Objective) -> Result<GradientModel> {
+        GradientModel::build_with(forward, objective, false)
+    }
+
+    fn build_with(forward: &TypedModel, objective: &Objective, input_gradient: bool) -> Result<GradientModel> {
+        let graph = build_graph(forward, objective, input_gradient)?;
         let inputs = graph.input_outlets().map_err(model_err)?.to_vec();
         let input_shape = concrete_shape(&graph, inputs[0])?;
         let parameter_shape = concrete_shape(&graph, *inputs.last().unwrap_or(&inputs[0]))?;
@@ -194,16 +204,19 @@ fn on_path(model: &TypedModel, from: &[usize], to: &[usize]) -> HashSet<usize> {
 }
 
 /// Forward graph + objective + one reverse loop over the nodes, gradients keyed by outlet.
-fn build_graph(forward: &TypedModel, objective: &Objective) -> Result<TypedModel> {
+fn build_graph(forward: &TypedModel, objective: &Objective, input_gradient: bool) -> Result<TypedModel> {
     let sources = forward.input_outlets().map_err(model_err)?.to_vec();
     let source_nodes: Vec<usize> = sources.iter().map(|o| o.node).collect();
+    // the sources whose gradients are wanted: without the input's, the backward pass stops at
+    // the first layers' weights
+    let differentiated: Vec<usize> = if input_gradient { source_nodes.clone() } else { source_nodes[1..].to_vec() };
     let logits = forward.output_outlets().map_err(model_err)?[0];
     let mut b = Backward::new(forward.clone());
     let seeded = objective.wire(&mut b, logits).map_err(|e| match e.downcast::<Error>() {
         Ok(e) => e,
         Err(e) => Error::Model(format!("wiring the objective: {}", chain(&e))),
     })?;
-    let path = on_path(forward, &source_nodes, &[seeded.seed_at.node]);
+    let path = on_path(forward, &differentiated, &[seeded.seed_at.node]);
     let order = forward.eval_order().map_err(model_err)?;
     let missing: Vec<(String, String)> = order
         .iter()
