@@ -36,12 +36,14 @@ test('the attack panel turns a 7 into a 3 with the distortion of the CLI, and sh
   assert.ok(fooled >= 0 && fooled <= 2, `noise of distortion ${distortion} fooled FC100-100-10 ${fooled} times in 10`);
   assert.match(await noise.textContent(), /Gaussian noise of the same distortion \(0\.0\d+\) changed the answer from 7 in \d+ of 10 tries\./);
 
-  // the same example fed to the nine other models
+  // the same example fed to every other shipped model
+  const others = JSON.parse(readFileSync(join(ROOT, 'models/models.json'), 'utf8')).models.map((m) => m.id).filter((id) => id !== 'fc100-100-10');
   await page.click('#try-others');
-  await page.waitForFunction(() => [...document.querySelectorAll('#transfer tbody tr')].length === 9
-    && [...document.querySelectorAll('#transfer tbody tr')].every((r) => r.dataset.label !== undefined), null, { timeout: 60_000 });
-  const labels = await page.$$eval('#transfer tbody tr', (rows) => rows.map((r) => Number(r.dataset.label)));
-  assert.ok(labels.every((l) => l >= 0 && l < 10));
+  await page.waitForFunction((n) => [...document.querySelectorAll('#transfer tbody tr')].length === n
+    && [...document.querySelectorAll('#transfer tbody tr')].every((r) => r.dataset.label !== undefined), others.length, { timeout: 60_000 });
+  const rows = await page.$$eval('#transfer tbody tr', (rs) => rs.map((r) => ({ model: r.dataset.model, label: Number(r.dataset.label) })));
+  assert.deepEqual(rows.map((r) => r.model).sort(), others.sort());
+  assert.ok(rows.every((r) => r.label >= 0 && r.label < 10));
 
   // downloads: the .npy holds the example itself
   const [npy] = await Promise.all([page.waitForEvent('download'), page.click('#download-npy')]);
